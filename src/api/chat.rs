@@ -1,0 +1,152 @@
+//! `POST /v1/chat/completions`: validate, resolve the model, run the proxy, and answer as one
+//! JSON completion or as an SSE stream whose status is decided before its first byte.
+
+use std::convert::Infallible;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{Stream, StreamExt};
+use tokio::time::Instant;
+
+use super::json::AppJson;
+use crate::chat::AnswerEvent;
+use crate::config::ReasoningFormat;
+use crate::error::AppError;
+use crate::openai::ChatCompletionRequest;
+use crate::proxy::{Progress, ProxyError};
+use crate::state::AppState;
+use crate::stream::DecodeOptions;
+use crate::translate::{self, Aggregate, InvalidRequest, StreamEncoder};
+use crate::upstream::UpstreamError;
+
+const REASONING_HEADER: &str = "x-reasoning-format";
+
+pub async fn completions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    AppJson(req): AppJson<ChatCompletionRequest>,
+) -> Result<Response, AppError> {
+    let tools_ignored = translate::check_request(&req).map_err(AppError::Invalid)?;
+    let format = reasoning_format(&headers, state.config().output.reasoning_format)?;
+    let snap = state.proxy().models().await;
+    let resolved = state
+        .proxy()
+        .catalog()
+        .resolve(&snap, &req.model)
+        .ok_or_else(|| AppError::ModelNotFound(req.model.clone()))?;
+    let chat = translate::chat_request(&req, &resolved);
+    tracing::debug!(model = %chat.model, thinking = chat.thinking, chat_type = chat.chat_type.as_str(), "translated request");
+    let out = &state.config().output;
+    let opts = DecodeOptions {
+        reasoning_visible: format != ReasoningFormat::Hidden,
+        search_into_reasoning: chat.thinking && format != ReasoningFormat::Hidden,
+        search_mode: out.search_info_mode,
+        stream_mode: out.stream_mode,
+    };
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let proxied = state.proxy().run(chat, opts, !req.stream);
+    let mut resp = if req.stream {
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let enc = StreamEncoder::new(id, created, req.model, format, include_usage);
+        stream(proxied, enc, out.keepalive).await?
+    } else {
+        let mut agg = Aggregate::default();
+        futures::pin_mut!(proxied);
+        while let Some(item) = proxied.next().await {
+            match item? {
+                Progress::Event(ev) => agg.push(ev),
+                Progress::UpstreamCalled => {}
+            }
+        }
+        axum::Json(agg.into_completion(&id, created, &req.model, format)).into_response()
+    };
+    if tools_ignored {
+        resp.headers_mut().insert(
+            "x-qwen2api-warning",
+            HeaderValue::from_static("tools ignored"),
+        );
+    }
+    Ok(resp)
+}
+
+fn reasoning_format(
+    headers: &HeaderMap,
+    default: ReasoningFormat,
+) -> Result<ReasoningFormat, AppError> {
+    let Some(v) = headers.get(REASONING_HEADER) else {
+        return Ok(default);
+    };
+    v.to_str()
+        .ok()
+        .and_then(ReasoningFormat::parse)
+        .ok_or_else(|| {
+            AppError::Invalid(InvalidRequest {
+                message: "X-Reasoning-Format must be field, tags or hidden".to_owned(),
+                param: Some("X-Reasoning-Format".to_owned()),
+                code: "invalid_value",
+            })
+        })
+}
+
+/// Waits for the first visible event (or for the keep-alive interval to pass after the upstream
+/// was called), so that a failure before it is still an ordinary HTTP error; then streams.
+async fn stream(
+    proxied: impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static,
+    mut enc: StreamEncoder,
+    keepalive: Duration,
+) -> Result<Response, AppError> {
+    let mut proxied = Box::pin(proxied);
+    let mut deadline: Option<Instant> = None;
+    let first: Option<AnswerEvent> = loop {
+        let wait = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            item = proxied.next() => match item {
+                Some(Ok(Progress::UpstreamCalled)) => deadline = Some(Instant::now() + keepalive),
+                Some(Ok(Progress::Event(ev))) => break Some(ev),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(ProxyError::MidStream(UpstreamError::EmptyAnswer).into()),
+            },
+            () = wait => break None,
+        }
+    };
+    let body = async_stream::stream! {
+        match &first {
+            None => yield Ok::<_, Infallible>(Event::default().comment("keep-alive")),
+            Some(ev) => for data in enc.event(ev) {
+                yield Ok(Event::default().data(data));
+            },
+        }
+        while let Some(item) = proxied.next().await {
+            match item {
+                Ok(Progress::UpstreamCalled) => {}
+                Ok(Progress::Event(ev)) => for data in enc.event(&ev) {
+                    yield Ok(Event::default().data(data));
+                },
+                Err(e) => {
+                    let err = AppError::from(e);
+                    tracing::warn!(error = %err, "stream ended with an error event");
+                    yield Ok(Event::default().data(err.render().body()));
+                    break;
+                }
+            }
+        }
+        yield Ok(Event::default().data("[DONE]"));
+    };
+    let mut resp = Sse::new(body)
+        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
+        .into_response();
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(resp)
+}

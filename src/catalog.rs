@@ -1,0 +1,294 @@
+//! The model catalog: the upstream list cached for `MODELS_CACHE_TTL`, the OpenAI ids derived
+//! from it (`-thinking`, `-search`, `-thinking-search`, aliases), and resolution of a requested id.
+
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::config::ModelsConfig;
+use crate::openai::ModelObject;
+use crate::upstream::UpstreamError;
+use crate::upstream::wire::UpstreamModel;
+
+/// How long a fallback list is kept before the upstream is asked again.
+const FALLBACK_RETRY: Duration = Duration::from_secs(60);
+
+const SUFFIXES: &[(&str, bool, bool)] = &[
+    ("-thinking-search", true, true),
+    ("-thinking", true, false),
+    ("-search", false, true),
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelEntry {
+    pub id: String,
+    pub created: u64,
+    pub can_think: bool,
+    pub can_search: bool,
+    pub must_think: bool,
+}
+
+impl From<&UpstreamModel> for ModelEntry {
+    fn from(m: &UpstreamModel) -> Self {
+        Self {
+            id: m.id.clone(),
+            created: m.info.as_ref().and_then(|i| i.created_at).unwrap_or(0),
+            can_think: m.can_think(),
+            can_search: m.can_search(),
+            must_think: m.must_think(),
+        }
+    }
+}
+
+/// One fetched (or fallback) list.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub models: Vec<ModelEntry>,
+    pub fetched: Instant,
+    /// The built-in list, served because the upstream's could not be had.
+    pub fallback: bool,
+}
+
+/// A requested id, resolved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    pub upstream_id: String,
+    pub thinking: bool,
+    pub search: bool,
+    pub must_think: bool,
+}
+
+pub struct Catalog {
+    cfg: ModelsConfig,
+    current: RwLock<Option<Arc<Snapshot>>>,
+    refreshing: tokio::sync::Mutex<()>,
+}
+
+impl Catalog {
+    pub fn new(cfg: ModelsConfig) -> Self {
+        Self {
+            cfg,
+            current: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn fresh(&self) -> Option<Arc<Snapshot>> {
+        let snap = self
+            .current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()?;
+        let ttl = if snap.fallback {
+            self.cfg.cache_ttl.min(FALLBACK_RETRY)
+        } else {
+            self.cfg.cache_ttl
+        };
+        (snap.fetched.elapsed() < ttl).then_some(snap)
+    }
+
+    /// The current list, fetched with `fetch` when missing or stale. One fetch at a time; a
+    /// failed fetch keeps a stale upstream list if there is one, else serves the built-in list.
+    pub async fn snapshot<F, Fut>(&self, fetch: F) -> Arc<Snapshot>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Vec<UpstreamModel>, UpstreamError>>,
+    {
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let _guard = self.refreshing.lock().await;
+        if let Some(s) = self.fresh() {
+            return s;
+        }
+        let snap = match fetch().await {
+            Ok(list) if !list.is_empty() => Snapshot {
+                models: list.iter().map(ModelEntry::from).collect(),
+                fetched: Instant::now(),
+                fallback: false,
+            },
+            result => {
+                let why = result
+                    .err()
+                    .map_or_else(|| "empty list".to_owned(), |e| e.to_string());
+                let stale = self
+                    .current
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                if let Some(stale) = stale.filter(|s| !s.fallback) {
+                    tracing::warn!(error = %why, "cannot refresh the model list; keeping the previous one");
+                    return stale;
+                }
+                tracing::warn!(error = %why, "cannot fetch the upstream model list; serving the built-in list");
+                Snapshot {
+                    models: fallback(),
+                    fetched: Instant::now(),
+                    fallback: true,
+                }
+            }
+        };
+        let snap = Arc::new(snap);
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&snap));
+        snap
+    }
+
+    /// The OpenAI ids clients can pick from, in upstream order, then the aliases.
+    pub fn list(&self, snap: &Snapshot) -> Vec<ModelObject> {
+        let mut out = Vec::new();
+        let mut push = |id: String, created: u64| {
+            out.push(ModelObject {
+                id,
+                object: "model",
+                created,
+                owned_by: "qwen",
+            });
+        };
+        for m in &snap.models {
+            push(m.id.clone(), m.created);
+            if self.cfg.simple_map {
+                continue;
+            }
+            for (suffix, think, search) in SUFFIXES.iter().rev() {
+                if (!think || m.can_think) && (!search || m.can_search) {
+                    push(format!("{}{suffix}", m.id), m.created);
+                }
+            }
+        }
+        for alias in self.cfg.aliases.keys() {
+            push(alias.clone(), 0);
+        }
+        out
+    }
+
+    /// Maps a requested id to an upstream model; `None` when it names no model we serve. While
+    /// the built-in list is in use, unknown ids are passed through as given.
+    pub fn resolve(&self, snap: &Snapshot, requested: &str) -> Option<Resolved> {
+        let requested = self
+            .cfg
+            .aliases
+            .get(requested)
+            .map_or(requested, String::as_str);
+        let lower = requested.to_ascii_lowercase();
+        let (base, thinking, search) = SUFFIXES
+            .iter()
+            .find_map(|(s, t, q)| {
+                lower
+                    .strip_suffix(s)
+                    .map(|b| (&requested[..b.len()], *t, *q))
+            })
+            .unwrap_or((requested, false, false));
+        let base = self.cfg.aliases.get(base).map_or(base, String::as_str);
+        let found = snap.models.iter().find(|m| m.id.eq_ignore_ascii_case(base));
+        match found {
+            Some(m) if (!thinking || m.can_think) && (!search || m.can_search) => Some(Resolved {
+                upstream_id: m.id.clone(),
+                thinking,
+                search,
+                must_think: m.must_think,
+            }),
+            None if snap.fallback && !base.is_empty() => Some(Resolved {
+                upstream_id: base.to_owned(),
+                thinking,
+                search,
+                must_think: false,
+            }),
+            Some(_) | None => None,
+        }
+    }
+}
+
+/// Served when the upstream list cannot be fetched.
+fn fallback() -> Vec<ModelEntry> {
+    let entry = |id: &str, can_think: bool, can_search: bool, must_think: bool| ModelEntry {
+        id: id.to_owned(),
+        created: 0,
+        can_think,
+        can_search,
+        must_think,
+    };
+    vec![
+        entry("qwen3.7-plus", true, true, false),
+        entry("qwen3.7-max", true, true, false),
+        entry("qwen3.8-max", true, true, true),
+        entry("qwen3-max", true, true, false),
+        entry("qwen3-coder-plus", false, true, false),
+        entry("qwen3-vl-plus", true, true, false),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn catalog(simple: bool) -> (Catalog, Snapshot) {
+        let mut aliases = BTreeMap::new();
+        aliases.insert("gpt-4o".to_owned(), "qwen3.7-plus".to_owned());
+        let c = Catalog::new(ModelsConfig {
+            simple_map: simple,
+            cache_ttl: Duration::from_secs(60),
+            aliases,
+        });
+        let snap = Snapshot {
+            models: vec![
+                ModelEntry {
+                    id: "qwen3.7-plus".into(),
+                    created: 1,
+                    can_think: true,
+                    can_search: true,
+                    must_think: false,
+                },
+                ModelEntry {
+                    id: "qwen3-coder-plus".into(),
+                    created: 2,
+                    can_think: false,
+                    can_search: false,
+                    must_think: false,
+                },
+            ],
+            fetched: Instant::now(),
+            fallback: false,
+        };
+        (c, snap)
+    }
+
+    #[test]
+    fn variants_follow_capabilities() {
+        let (c, snap) = catalog(false);
+        let ids: Vec<String> = c.list(&snap).into_iter().map(|m| m.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "qwen3.7-plus",
+                "qwen3.7-plus-search",
+                "qwen3.7-plus-thinking",
+                "qwen3.7-plus-thinking-search",
+                "qwen3-coder-plus",
+                "gpt-4o"
+            ]
+        );
+        let (c, snap) = catalog(true);
+        assert_eq!(c.list(&snap).len(), 3);
+    }
+
+    #[test]
+    fn resolution() {
+        let (c, snap) = catalog(false);
+        let r = c.resolve(&snap, "Qwen3.7-Plus-Thinking-Search").unwrap();
+        assert_eq!(
+            (r.upstream_id.as_str(), r.thinking, r.search),
+            ("qwen3.7-plus", true, true)
+        );
+        let r = c.resolve(&snap, "gpt-4o-thinking").unwrap();
+        assert_eq!((r.upstream_id.as_str(), r.thinking), ("qwen3.7-plus", true));
+        assert!(c.resolve(&snap, "gpt-4o").is_some());
+        assert!(c.resolve(&snap, "qwen3-coder-plus-thinking").is_none());
+        assert!(c.resolve(&snap, "nope").is_none());
+        let fb = Snapshot {
+            fallback: true,
+            ..snap
+        };
+        assert_eq!(c.resolve(&fb, "nope-search").unwrap().upstream_id, "nope");
+    }
+}

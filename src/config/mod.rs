@@ -1,0 +1,464 @@
+//! The typed configuration tree, read once from the environment (and `.env`) and validated at start.
+
+mod accounts;
+pub mod parse;
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use reqwest::Url;
+use reqwest::header::{HeaderName, HeaderValue};
+
+pub use accounts::{AccountCredential, AccountSpec};
+pub use parse::Source;
+pub use secret::Secret;
+
+use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
+
+/// Where reasoning text goes in answers. A request header may choose another per request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReasoningFormat {
+    /// `reasoning_content` beside `content` (the DeepSeek convention).
+    Field,
+    /// `<think>…</think>` at the start of `content`.
+    Tags,
+    /// Dropped.
+    Hidden,
+}
+
+impl ReasoningFormat {
+    pub const CHOICES: &[(&str, ReasoningFormat)] = &[
+        ("field", Self::Field),
+        ("tags", Self::Tags),
+        ("hidden", Self::Hidden),
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        let lower = value.trim().to_ascii_lowercase();
+        Self::CHOICES
+            .iter()
+            .find(|(n, _)| *n == lower)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// How web-search sources are rendered into the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchInfoMode {
+    Table,
+    Text,
+}
+
+/// Whether answer text may arrive cumulatively (each event repeating the text so far).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamMode {
+    /// Detect cumulative events and emit only what is new.
+    Auto,
+    /// Trust `incremental_output`: every event is new text.
+    Incremental,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub keys: KeysConfig,
+    pub accounts: Vec<AccountSpec>,
+    pub upstream: UpstreamConfig,
+    pub output: OutputConfig,
+    pub models: ModelsConfig,
+    pub pool: PoolConfig,
+    pub log_level: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeysConfig {
+    /// Keys that may call `/v1/*`.
+    pub api_keys: Vec<Secret>,
+    /// The admin key, when one is configured (or, for compatibility, the first API key).
+    pub admin_key: Option<Secret>,
+    /// True when the admin key is the first `API_KEY` because `ADMIN_KEY` is unset.
+    pub admin_from_first_api_key: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub base_url: Url,
+    pub web_version: String,
+    pub bx_v: String,
+    pub user_agent: String,
+    /// Merged into every upstream request's headers; `None` removes a default header.
+    pub extra_headers: Vec<(HeaderName, Option<HeaderValue>)>,
+    pub send_auth_header: bool,
+    /// Outbound proxy for every account that has none of its own.
+    pub proxy: Option<String>,
+    pub connect_timeout: Duration,
+    /// Until the upstream's response headers arrive.
+    pub first_byte_timeout: Duration,
+    /// The longest silence allowed between two upstream stream reads.
+    pub idle_timeout: Duration,
+    /// Delete each upstream chat after its completion.
+    pub chat_cleanup: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct OutputConfig {
+    pub reasoning_format: ReasoningFormat,
+    pub search_info_mode: SearchInfoMode,
+    pub stream_mode: StreamMode,
+    pub keepalive: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct ModelsConfig {
+    pub simple_map: bool,
+    pub cache_ttl: Duration,
+    /// Extra model ids and the upstream ids they stand for.
+    pub aliases: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PoolConfig {
+    /// How many accounts one request may try before it gives up.
+    pub retry_count: usize,
+    pub rate_limit_cooldown: Duration,
+    pub transient_cooldown: Duration,
+}
+
+/// A bad configuration value: the message names the variable and the expected form.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: expected {expected}{got}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub expected: String,
+    got: String,
+}
+
+impl ConfigError {
+    pub fn invalid(var: &'static str, expected: &str, got: &str) -> Self {
+        Self::invalid_owned(var, expected.to_owned(), got)
+    }
+
+    pub fn invalid_owned(var: &'static str, expected: String, got: &str) -> Self {
+        let shown: String = got.chars().take(80).collect();
+        Self {
+            var,
+            expected,
+            got: format!(", got {shown:?}"),
+        }
+    }
+
+    /// For values that may hold secrets: the value itself is not repeated.
+    pub fn secret(var: &'static str, expected: impl Into<String>) -> Self {
+        Self {
+            var,
+            expected: expected.into(),
+            got: String::new(),
+        }
+    }
+}
+
+pub const DEFAULT_BASE_URL: &str = "https://chat.qwen.ai";
+pub const DEFAULT_WEB_VERSION: &str = "0.2.81";
+pub const DEFAULT_BX_V: &str = "2.5.36";
+pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/149.0.0.0 Safari/537.36";
+
+/// Variables the Node project reads that this version does not act on yet; a line in the log
+/// says so rather than letting people believe they took effect.
+const NOT_YET_SUPPORTED: &[&str] = &["DATA_SAVE_MODE", "REDIS_URL", "AUTH_MODE", "CACHE_MODE"];
+
+impl Config {
+    /// Reads the process environment (after `.env` has been loaded into it).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&|name: &str| std::env::var(name).ok())
+    }
+
+    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+        let listen = listen_addr(src)?;
+        let keys = keys(src)?;
+        let accounts = accounts::from_source(src)?;
+        let reasoning_format = if bool_or(src, "OUTPUT_THINK", true)? {
+            choice_or(
+                src,
+                "REASONING_FORMAT",
+                ReasoningFormat::CHOICES,
+                ReasoningFormat::Field,
+            )?
+        } else {
+            ReasoningFormat::Hidden
+        };
+        let output = OutputConfig {
+            reasoning_format,
+            search_info_mode: choice_or(
+                src,
+                "SEARCH_INFO_MODE",
+                &[
+                    ("table", SearchInfoMode::Table),
+                    ("text", SearchInfoMode::Text),
+                ],
+                SearchInfoMode::Table,
+            )?,
+            stream_mode: choice_or(
+                src,
+                "QWEN_STREAM_MODE",
+                &[
+                    ("auto", StreamMode::Auto),
+                    ("incremental", StreamMode::Incremental),
+                ],
+                StreamMode::Auto,
+            )?,
+            keepalive: positive_seconds_or(src, "SSE_KEEPALIVE_SECONDS", 15.0)?,
+        };
+        let models = ModelsConfig {
+            simple_map: bool_or(src, "SIMPLE_MODEL_MAP", false)?,
+            cache_ttl: seconds_or(src, "MODELS_CACHE_TTL", 3600.0)?,
+            aliases: aliases(src)?,
+        };
+        let pool = PoolConfig {
+            retry_count: uint_or(src, "RETRY_COUNT", 3usize, 1)?,
+            rate_limit_cooldown: seconds_or(src, "RATE_LIMIT_COOLDOWN_SECONDS", 600.0)?,
+            transient_cooldown: seconds_or(src, "TRANSIENT_COOLDOWN_SECONDS", 5.0)?,
+        };
+        let log_level = src.get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
+        if tracing_subscriber::EnvFilter::try_new(log_level.to_ascii_lowercase()).is_err() {
+            return Err(ConfigError::invalid(
+                "LOG_LEVEL",
+                "trace, debug, info, warn, error or a tracing filter directive",
+                &log_level,
+            ));
+        }
+        Ok(Self {
+            listen,
+            keys,
+            accounts,
+            upstream: upstream(src)?,
+            output,
+            models,
+            pool,
+            log_level: log_level.to_ascii_lowercase(),
+        })
+    }
+
+    /// Variables that are set but have no effect in this version.
+    pub fn unsupported_vars(src: &dyn Source) -> Vec<&'static str> {
+        NOT_YET_SUPPORTED
+            .iter()
+            .copied()
+            .filter(|v| src.get(v).is_some())
+            .collect()
+    }
+}
+
+fn listen_addr(src: &dyn Source) -> Result<SocketAddr, ConfigError> {
+    let port = uint_or(src, "SERVICE_PORT", 3000u16, 0)?;
+    let host = src
+        .get("LISTEN_ADDRESS")
+        .unwrap_or_else(|| "0.0.0.0".to_owned());
+    let ip: IpAddr = match host.as_str() {
+        "localhost" => IpAddr::from([127, 0, 0, 1]),
+        h => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse()
+            .map_err(|_| {
+                ConfigError::invalid("LISTEN_ADDRESS", "an IP address such as 0.0.0.0", h)
+            })?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn keys(src: &dyn Source) -> Result<KeysConfig, ConfigError> {
+    let api_keys: Vec<Secret> = src
+        .get("API_KEY")
+        .map(|v| parse::list(&v).into_iter().map(Secret::new).collect())
+        .unwrap_or_default();
+    let admin = src.get("ADMIN_KEY").map(Secret::new);
+    if api_keys.is_empty() && admin.is_none() {
+        return Err(ConfigError::secret(
+            "API_KEY",
+            "at least one key (comma-separated) so that the API is not open to anyone; \
+             set API_KEY and preferably ADMIN_KEY",
+        ));
+    }
+    let admin_from_first_api_key = admin.is_none();
+    let admin_key = admin.or_else(|| api_keys.first().cloned());
+    Ok(KeysConfig {
+        api_keys,
+        admin_key,
+        admin_from_first_api_key,
+    })
+}
+
+fn upstream(src: &dyn Source) -> Result<UpstreamConfig, ConfigError> {
+    let (var, base) = src
+        .first(&["QWEN_BASE_URL", "QWEN_CHAT_PROXY_URL"])
+        .unwrap_or(("QWEN_BASE_URL", DEFAULT_BASE_URL.to_owned()));
+    let base_url = Url::parse(base.trim_end_matches('/'))
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            ConfigError::invalid(var, "an http(s) URL such as https://chat.qwen.ai", &base)
+        })?;
+    let proxy = match src.first(&["UPSTREAM_PROXY", "PROXY_URL"]) {
+        Some((var, p)) => Some(accounts::validate_proxy(var, &p)?),
+        None => None,
+    };
+    let first_byte_timeout = positive_seconds_or(src, "UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS", 60.0)?;
+    Ok(UpstreamConfig {
+        base_url,
+        web_version: src
+            .get("QWEN_WEB_VERSION")
+            .unwrap_or_else(|| DEFAULT_WEB_VERSION.to_owned()),
+        bx_v: src
+            .get("QWEN_BX_V")
+            .unwrap_or_else(|| DEFAULT_BX_V.to_owned()),
+        user_agent: src
+            .get("QWEN_USER_AGENT")
+            .unwrap_or_else(|| DEFAULT_USER_AGENT.to_owned()),
+        extra_headers: extra_headers(src)?,
+        send_auth_header: bool_or(src, "QWEN_SEND_AUTH_HEADER", true)?,
+        proxy,
+        connect_timeout: positive_seconds_or(src, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0)?,
+        first_byte_timeout,
+        idle_timeout: positive_seconds_or(src, "UPSTREAM_IDLE_TIMEOUT_SECONDS", 300.0)?,
+        chat_cleanup: bool_or(src, "CHAT_CLEANUP", true)?,
+    })
+}
+
+fn extra_headers(src: &dyn Source) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
+    const VAR: &str = "QWEN_EXTRA_HEADERS";
+    const FORM: &str =
+        r#"a JSON object of header names to strings or null, e.g. {"bx-ua":"…","bx-v":null}"#;
+    let Some(raw) = src.get(VAR) else {
+        return Ok(Vec::new());
+    };
+    // Header values may be credentials (cookies, bx-ua), so the raw value is never echoed.
+    let map: BTreeMap<String, Option<String>> =
+        serde_json::from_str(&raw).map_err(|_| ConfigError::secret(VAR, FORM))?;
+    map.into_iter()
+        .map(|(name, value)| {
+            let name =
+                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
+                    ConfigError::secret(VAR, format!("{FORM} (bad header name {name:?})"))
+                })?;
+            let value = value
+                .map(|v| HeaderValue::from_str(&v))
+                .transpose()
+                .map_err(|_| ConfigError::secret(VAR, format!("{FORM} (bad value for {name})")))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+fn aliases(src: &dyn Source) -> Result<BTreeMap<String, String>, ConfigError> {
+    let Some(raw) = src.get("MODEL_ALIASES") else {
+        return Ok(BTreeMap::new());
+    };
+    let map: BTreeMap<String, String> = serde_json::from_str(&raw).map_err(|_| {
+        ConfigError::invalid(
+            "MODEL_ALIASES",
+            r#"a JSON object of model ids, e.g. {"gpt-4o":"qwen3.7-plus"}"#,
+            &raw,
+        )
+    })?;
+    if let Some((k, _)) = map
+        .iter()
+        .find(|(k, v)| k.trim().is_empty() || v.trim().is_empty())
+    {
+        return Err(ConfigError::invalid(
+            "MODEL_ALIASES",
+            "non-empty ids on both sides",
+            k,
+        ));
+    }
+    Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub fn src(pairs: &[(&str, &str)]) -> impl Source + use<> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name: &str| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_node_project() {
+        let c = Config::from_source(&src(&[("API_KEY", "sk-1,sk-2")])).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
+        assert_eq!(c.upstream.base_url.as_str(), "https://chat.qwen.ai/");
+        assert_eq!(c.output.reasoning_format, ReasoningFormat::Field);
+        assert_eq!(c.output.search_info_mode, SearchInfoMode::Table);
+        assert_eq!(c.output.keepalive, Duration::from_secs(15));
+        assert_eq!(c.models.cache_ttl, Duration::from_secs(3600));
+        assert_eq!(c.pool.retry_count, 3);
+        assert!(c.keys.admin_from_first_api_key);
+        assert!(c.keys.admin_key.as_ref().unwrap().matches("sk-1"));
+        assert_eq!(c.keys.api_keys.len(), 2);
+    }
+
+    #[test]
+    fn no_key_refuses_to_start() {
+        let err = Config::from_source(&src(&[])).unwrap_err();
+        assert_eq!(err.var, "API_KEY");
+    }
+
+    #[test]
+    fn aliases_from_the_node_project_are_accepted() {
+        let c = Config::from_source(&src(&[
+            ("API_KEY", "k"),
+            ("QWEN_CHAT_PROXY_URL", "http://127.0.0.1:9/"),
+            ("PROXY_URL", "socks5://127.0.0.1:1080"),
+            ("OUTPUT_THINK", "no"),
+        ]))
+        .unwrap();
+        assert_eq!(c.upstream.base_url.as_str(), "http://127.0.0.1:9/");
+        assert_eq!(c.upstream.proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
+        assert_eq!(c.output.reasoning_format, ReasoningFormat::Hidden);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("SERVICE_PORT", "http"),
+            ("LISTEN_ADDRESS", "everywhere"),
+            ("SEARCH_INFO_MODE", "html"),
+            ("QWEN_EXTRA_HEADERS", "[1]"),
+            ("MODEL_ALIASES", "gpt-4o=qwen"),
+            ("RETRY_COUNT", "0"),
+            ("SSE_KEEPALIVE_SECONDS", "0"),
+            ("QWEN_BASE_URL", "chat.qwen.ai"),
+            ("LOG_LEVEL", "loud=[[["),
+        ] {
+            let err = Config::from_source(&src(&[("API_KEY", "k"), (var, value)])).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+    }
+
+    #[test]
+    fn extra_headers_can_remove_defaults_and_are_not_echoed() {
+        let c = Config::from_source(&src(&[
+            ("API_KEY", "k"),
+            ("QWEN_EXTRA_HEADERS", r#"{"BX-UA":"abc","bx-v":null}"#),
+        ]))
+        .unwrap();
+        assert_eq!(c.upstream.extra_headers.len(), 2);
+        assert_eq!(c.upstream.extra_headers[0].0.as_str(), "bx-ua");
+        assert!(c.upstream.extra_headers[1].1.is_none());
+        let err = Config::from_source(&src(&[("API_KEY", "k"), ("QWEN_EXTRA_HEADERS", "{secret")]))
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

@@ -1,0 +1,252 @@
+//! `AppError`: every way a request to our API can fail, each with one status, rendered as the
+//! OpenAI error envelope (and as the same envelope inside a stream that has already begun).
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::openai::{ErrorBody, ErrorEnvelope};
+use crate::proxy::ProxyError;
+use crate::translate::InvalidRequest;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{}", .0.message)]
+    Invalid(InvalidRequest),
+    #[error("invalid JSON body: {message}")]
+    BadJson {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("the request body is larger than the limit")]
+    TooLarge,
+    #[error("content type must be application/json")]
+    UnsupportedMediaType,
+    #[error("missing or invalid API key")]
+    Unauthorized,
+    #[error("the model `{0}` does not exist")]
+    ModelNotFound(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+}
+
+/// An error as it is shown to clients.
+#[derive(Debug)]
+pub struct Rendered {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: Option<&'static str>,
+    pub message: String,
+    pub param: Option<String>,
+    pub retry_after: Option<Duration>,
+}
+
+impl Rendered {
+    fn new(status: StatusCode, kind: &'static str, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            kind,
+            code: Some(code),
+            message,
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    fn retry_after(mut self, d: Duration) -> Self {
+        self.retry_after = Some(d);
+        self
+    }
+
+    /// The `{"error":{…}}` JSON.
+    pub fn body(&self) -> String {
+        let env = ErrorEnvelope {
+            error: ErrorBody {
+                message: &self.message,
+                kind: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        };
+        serde_json::to_string(&env).expect("error envelopes always serialize")
+    }
+}
+
+impl AppError {
+    pub fn render(&self) -> Rendered {
+        use StatusCode as S;
+        match self {
+            AppError::Invalid(inv) => Rendered {
+                param: inv.param.clone(),
+                ..Rendered::new(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    inv.code,
+                    inv.message.clone(),
+                )
+            },
+            AppError::BadJson { param, .. } => Rendered {
+                param: param.clone(),
+                ..Rendered::new(
+                    S::BAD_REQUEST,
+                    "invalid_request_error",
+                    "invalid_json",
+                    self.to_string(),
+                )
+            },
+            AppError::TooLarge => Rendered::new(
+                S::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "body_too_large",
+                self.to_string(),
+            ),
+            AppError::UnsupportedMediaType => Rendered::new(
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_media_type",
+                self.to_string(),
+            ),
+            AppError::Unauthorized => Rendered::new(
+                S::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
+                "Missing or invalid API key. Send it as `Authorization: Bearer <key>`.".to_owned(),
+            ),
+            AppError::ModelNotFound(_) => Rendered {
+                param: Some("model".to_owned()),
+                ..Rendered::new(
+                    S::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    self.to_string(),
+                )
+            },
+            AppError::RouteNotFound(_) => Rendered::new(
+                S::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                self.to_string(),
+            ),
+            AppError::MethodNotAllowed => Rendered::new(
+                S::METHOD_NOT_ALLOWED,
+                "invalid_request_error",
+                "method_not_allowed",
+                self.to_string(),
+            ),
+            AppError::Proxy(p) => render_proxy(p),
+        }
+    }
+}
+
+fn render_proxy(err: &ProxyError) -> Rendered {
+    use StatusCode as S;
+    match err {
+        ProxyError::NoAccount => no_account(),
+        ProxyError::AllCooling { retry_after } => Rendered::new(
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            "Every Qwen account is rate-limited or cooling down; retry later.".to_owned(),
+        )
+        .retry_after(*retry_after),
+        ProxyError::Failed {
+            challenged: true, ..
+        } => Rendered::new(
+            S::SERVICE_UNAVAILABLE,
+            "server_error",
+            "upstream_challenge",
+            "chat.qwen.ai answered with a WAF/captcha challenge; the server's address is being \
+             verified. Retry later or use another egress proxy."
+                .to_owned(),
+        )
+        .retry_after(ProxyError::retry_after_challenge()),
+        ProxyError::Failed {
+            last,
+            retry_after,
+            usable_accounts,
+            ..
+        } => match last {
+            UpstreamError::RateLimited { .. } => Rendered::new(
+                S::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "rate_limit_exceeded",
+                format!("Qwen rate limit or quota reached on every account tried ({last})."),
+            )
+            .retry_after(retry_after.unwrap_or(Duration::from_secs(60))),
+            UpstreamError::Auth(_) if *usable_accounts == 0 => no_account(),
+            UpstreamError::ContentFilter(_) => Rendered::new(
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "content_filter",
+                "The request was refused by Qwen's content moderation.".to_owned(),
+            ),
+            other => Rendered::new(
+                S::BAD_GATEWAY,
+                "server_error",
+                upstream_code(other),
+                other.to_string(),
+            ),
+        },
+        ProxyError::MidStream(e) => Rendered::new(
+            S::BAD_GATEWAY,
+            "server_error",
+            upstream_code(e),
+            e.to_string(),
+        ),
+    }
+}
+
+fn no_account() -> Rendered {
+    Rendered::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server_error",
+        "no_available_account",
+        "No Qwen account is usable: every configured account failed to sign in or was \
+         rejected by the upstream."
+            .to_owned(),
+    )
+}
+
+fn upstream_code(e: &UpstreamError) -> &'static str {
+    match e {
+        UpstreamError::Auth(_) => "upstream_auth_failed",
+        UpstreamError::RateLimited { .. } => "rate_limit_exceeded",
+        UpstreamError::Challenge(_) => "upstream_challenge",
+        UpstreamError::ContentFilter(_) => "content_filter",
+        UpstreamError::EmptyAnswer | UpstreamError::ThinkingOnly => "upstream_empty_answer",
+        UpstreamError::ChatInProgress | UpstreamError::Transient(_) => "upstream_error",
+        UpstreamError::NotFound(_) => "upstream_not_found",
+        UpstreamError::Rejected(_) => "upstream_rejected",
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let r = self.render();
+        let mut resp = (
+            r.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            r.body(),
+        )
+            .into_response();
+        if let Some(d) = r.retry_after {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        // Carried to the logging middleware, which logs each error once.
+        resp.extensions_mut().insert(LoggedError(format!("{self}")));
+        resp
+    }
+}
+
+/// The internal description of an error response, for the request log line.
+#[derive(Clone, Debug)]
+pub struct LoggedError(pub String);

@@ -1,0 +1,95 @@
+//! The `qwen2api` binary: read configuration, start logging, sign in, bind, serve.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use qwen2api::{AppState, Config, app, config, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env is normal; a broken one is reported by the variables it fails to set.
+    let _ = dotenvy::dotenv();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qwen2api: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck(&config).await;
+    }
+    telemetry::init(&config.log_level);
+    if config.keys.admin_from_first_api_key {
+        tracing::warn!(
+            "ADMIN_KEY is not set: the first API_KEY is also the admin key (compatibility only; set ADMIN_KEY)"
+        );
+    }
+    for var in Config::unsupported_vars(&|n: &str| std::env::var(n).ok()) {
+        tracing::warn!(%var, "this variable is not supported by this version and has no effect");
+    }
+    let listen = config.listen;
+    let state = AppState::build(config).await;
+    let listener = match tokio::net::TcpListener::bind(listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(%listen, error = %e, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), "qwen2api listening");
+    match app::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "server failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+/// `qwen2api healthcheck`: exit 0 when this machine's server answers `/health` (for Docker).
+async fn healthcheck(config: &config::Config) -> ExitCode {
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip([127, 0, 0, 1].into());
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .no_proxy()
+        .build();
+    let ok = match client {
+        Ok(c) => c
+            .get(format!("http://{addr}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success()),
+        Err(_) => false,
+    };
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

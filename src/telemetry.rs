@@ -1,0 +1,41 @@
+//! Logging: the subscriber set-up and the one middleware that logs each request (and its
+//! error, once) inside a request span.
+
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+
+use crate::error::LoggedError;
+
+/// Installs the global subscriber; `filter` is `LOG_LEVEL` (a level or a filter directive).
+pub fn init(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}
+
+pub async fn log_requests(req: Request, next: Next) -> Response {
+    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let started = Instant::now();
+    async move {
+        let resp = next.run(req).await;
+        let status = resp.status().as_u16();
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        match resp.extensions().get::<LoggedError>() {
+            Some(LoggedError(err)) if status >= 500 => {
+                tracing::warn!(status, ms, error = %err, "request failed")
+            }
+            Some(LoggedError(err)) => tracing::info!(status, ms, error = %err, "request refused"),
+            None => tracing::info!(status, ms, "request served"),
+        }
+        resp
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,282 @@
+//! The chat.qwen.ai client: sign in, list models, create a chat, stream a completion, delete a
+//! chat. A narrow seam, so that another upstream can sit beside it later.
+
+pub mod error;
+pub mod headers;
+pub mod payload;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use reqwest::{Method, RequestBuilder, Response};
+use sha2::{Digest, Sha256};
+
+pub use error::UpstreamError;
+pub use headers::{CallKind, Credentials};
+
+use crate::chat::ChatRequest;
+use crate::config::{Secret, UpstreamConfig};
+
+/// Raw bytes of a completion's event stream, with the idle timeout applied.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+pub struct QwenClient {
+    cfg: Arc<UpstreamConfig>,
+    /// One pooled HTTP client per outbound proxy (`None`: the global proxy or none).
+    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
+}
+
+impl QwenClient {
+    pub fn new(cfg: Arc<UpstreamConfig>) -> Self {
+        Self {
+            cfg,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.cfg
+    }
+
+    fn http(&self, proxy: Option<&str>) -> Result<reqwest::Client, UpstreamError> {
+        let key = proxy.map(str::to_owned);
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(self.cfg.connect_timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .http1_only();
+        match proxy.or(self.cfg.proxy.as_deref()) {
+            Some(p) => {
+                let proxy = reqwest::Proxy::all(p)
+                    .map_err(|_| UpstreamError::Transient("invalid proxy URL".into()))?;
+                builder = builder.proxy(proxy);
+            }
+            None => builder = builder.no_proxy(),
+        }
+        let client = builder
+            .build()
+            .map_err(|e| UpstreamError::Transient(format!("cannot build HTTP client: {e}")))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        creds: Option<&Credentials>,
+        kind: CallKind<'_>,
+    ) -> Result<RequestBuilder, UpstreamError> {
+        self.request_via(
+            creds.and_then(|c| c.proxy.as_deref()),
+            method,
+            path,
+            creds,
+            kind,
+        )
+    }
+
+    fn request_via(
+        &self,
+        proxy: Option<&str>,
+        method: Method,
+        path: &str,
+        creds: Option<&Credentials>,
+        kind: CallKind<'_>,
+    ) -> Result<RequestBuilder, UpstreamError> {
+        let http = self.http(proxy)?;
+        let url = format!("{}{path}", self.cfg.base_url.as_str().trim_end_matches('/'));
+        Ok(http
+            .request(method, url)
+            .headers(headers::build(&self.cfg, creds, kind)))
+    }
+
+    /// Sends and waits for the response headers, within the first-byte timeout.
+    async fn send(&self, req: RequestBuilder) -> Result<Response, UpstreamError> {
+        match tokio::time::timeout(self.cfg.first_byte_timeout, req.send()).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(UpstreamError::from_reqwest(&e)),
+            Err(_) => Err(UpstreamError::Transient(format!(
+                "no response within {:?}",
+                self.cfg.first_byte_timeout
+            ))),
+        }
+    }
+
+    /// Reads a JSON answer; anything but a 2xx JSON body is classified as an error.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: Response,
+    ) -> Result<T, UpstreamError> {
+        let status = resp.status().as_u16();
+        let ct = content_type(&resp);
+        let body = self.body_text(resp).await?;
+        if !(200..300).contains(&status) || ct.contains("html") {
+            return Err(error::classify_body(status, &ct, &body));
+        }
+        serde_json::from_str(&body).map_err(|_| error::classify_body(status, &ct, &body))
+    }
+
+    async fn body_text(&self, resp: Response) -> Result<String, UpstreamError> {
+        match tokio::time::timeout(self.cfg.idle_timeout, resp.text()).await {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(e)) => Err(UpstreamError::from_reqwest(&e)),
+            Err(_) => Err(UpstreamError::Transient(
+                "timed out reading the answer".into(),
+            )),
+        }
+    }
+
+    /// `POST /api/v1/auths/signin` with the password as lower-case sha256 hex.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &Secret,
+        proxy: Option<&str>,
+    ) -> Result<Secret, UpstreamError> {
+        let hashed = hex::encode(Sha256::digest(password.expose().as_bytes()));
+        let body = serde_json::json!({ "email": email, "password": hashed });
+        let req = self.request_via(
+            proxy,
+            Method::POST,
+            "/api/v1/auths/signin",
+            None,
+            CallKind::Json,
+        )?;
+        let resp = self.send(req.json(&body)).await?;
+        let status = resp.status().as_u16();
+        let signed: wire::SignIn = self.json(resp).await.map_err(|e| match e {
+            // A 400 here means bad credentials, not a malformed request.
+            UpstreamError::Rejected(d) if status == 400 => UpstreamError::Auth(d),
+            other => other,
+        })?;
+        signed
+            .token
+            .filter(|t| !t.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| UpstreamError::Auth("sign-in answer had no token".into()))
+    }
+
+    /// `GET /api/models`.
+    pub async fn models(
+        &self,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<wire::UpstreamModel>, UpstreamError> {
+        let req = self.request(Method::GET, "/api/models", creds, CallKind::Json)?;
+        let resp = self.send(req).await?;
+        let list: wire::ModelsResponse = self.json(resp).await?;
+        Ok(list.data)
+    }
+
+    /// `POST /api/v2/chats/new` → the new chat's id.
+    pub async fn create_chat(
+        &self,
+        creds: &Credentials,
+        req: &ChatRequest,
+    ) -> Result<String, UpstreamError> {
+        let body = payload::NewChatBody::new(req);
+        let http = self.request(
+            Method::POST,
+            "/api/v2/chats/new",
+            Some(creds),
+            CallKind::Json,
+        )?;
+        let resp = self.send(http.json(&body)).await?;
+        let status = resp.status().as_u16();
+        let ct = content_type(&resp);
+        let text = self.body_text(resp).await?;
+        let parsed: Option<wire::Envelope<wire::NewChat>> = serde_json::from_str(&text).ok();
+        match parsed {
+            Some(env) if (200..300).contains(&status) && env.success != Some(false) => env
+                .data
+                .and_then(|d| d.id)
+                .filter(|id| !id.is_empty())
+                .ok_or_else(|| UpstreamError::Transient("chats/new answered without an id".into())),
+            _ => Err(error::classify_body(status, &ct, &text)),
+        }
+    }
+
+    /// `POST /api/v2/chat/completions?chat_id=…`: checks status and content type, then hands
+    /// back the raw event stream. A 200 that is not an event stream is an error to classify.
+    pub async fn complete(
+        &self,
+        creds: &Credentials,
+        req: &ChatRequest,
+        chat_id: &str,
+    ) -> Result<ByteStream, UpstreamError> {
+        let body = payload::CompletionBody::new(req, chat_id);
+        let http = self.request(
+            Method::POST,
+            "/api/v2/chat/completions",
+            Some(creds),
+            CallKind::Completion { chat_id },
+        )?;
+        let resp = self
+            .send(http.query(&[("chat_id", chat_id)]).json(&body))
+            .await?;
+        let status = resp.status().as_u16();
+        let ct = content_type(&resp);
+        if status != 200 || !ct.starts_with("text/event-stream") {
+            let text = self.body_text(resp).await?;
+            return Err(error::classify_body(status, &ct, &text));
+        }
+        let idle = self.cfg.idle_timeout;
+        let mut inner = resp.bytes_stream();
+        let stream = async_stream::stream! {
+            loop {
+                match tokio::time::timeout(idle, inner.next()).await {
+                    Ok(Some(Ok(bytes))) => yield Ok(bytes),
+                    Ok(Some(Err(e))) => {
+                        yield Err(UpstreamError::from_reqwest(&e));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        yield Err(UpstreamError::Transient(format!(
+                            "the stream was silent for {idle:?}"
+                        )));
+                        break;
+                    }
+                }
+            }
+        };
+        Ok(Box::pin(stream))
+    }
+
+    /// `DELETE /api/v2/chats/{id}`; 404 counts as done.
+    pub async fn delete_chat(
+        &self,
+        creds: &Credentials,
+        chat_id: &str,
+    ) -> Result<(), UpstreamError> {
+        let path = format!("/api/v2/chats/{chat_id}");
+        let req = self.request(Method::DELETE, &path, Some(creds), CallKind::Json)?;
+        let resp = self.send(req).await?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) || status == 404 {
+            return Ok(());
+        }
+        let ct = content_type(&resp);
+        let text = self.body_text(resp).await?;
+        Err(error::classify_body(status, &ct, &text))
+    }
+}
+
+fn content_type(resp: &Response) -> String {
+    resp.headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
+}

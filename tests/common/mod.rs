@@ -1,0 +1,179 @@
+//! Test harness: `TestApp` starts the real server on 127.0.0.1:0 against a `FakeQwen`.
+#![allow(dead_code)]
+
+pub mod fake_qwen;
+pub mod qwen_sse;
+
+use std::net::SocketAddr;
+
+use fake_qwen::FakeQwen;
+use qwen2api::{AppState, Config};
+use serde_json::Value;
+
+pub const KEY: &str = "sk-test-key";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub fake: FakeQwen,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// A server with `n` token accounts labelled `acct1`…`acctN` (ids `account_1`…).
+    pub async fn with_accounts(n: usize, vars: &[(&str, &str)]) -> TestApp {
+        let fake = FakeQwen::start().await;
+        let cookies: Vec<String> = (1..=n)
+            .map(|i| format!("token={}", fake.add_token(&format!("acct{i}"))))
+            .collect();
+        let cookies = cookies.join(",");
+        let mut all: Vec<(&str, &str)> = vec![("QWEN_COOKIES", cookies.as_str())];
+        all.extend_from_slice(vars);
+        TestApp::spawn_with(fake, &all).await
+    }
+
+    /// A server configured by `vars` (plus `API_KEY` and the fake's URL unless given).
+    pub async fn spawn_with(fake: FakeQwen, vars: &[(&str, &str)]) -> TestApp {
+        let base = fake.base_url();
+        let mut owned: Vec<(String, String)> = vec![
+            ("API_KEY".into(), KEY.into()),
+            ("QWEN_BASE_URL".into(), base),
+        ];
+        for (k, v) in vars {
+            owned.retain(|(name, _)| name != k);
+            owned.push(((*k).to_owned(), (*v).to_owned()));
+        }
+        let src = move |name: &str| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let config = Config::from_source(&src).expect("test configuration is valid");
+        let state = AppState::build(config).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(qwen2api::app::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            addr,
+            fake,
+            state,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            shutdown: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(self.url(path)).bearer_auth(KEY)
+    }
+
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.post("/v1/chat/completions")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Sum of in-flight leases over every account.
+    pub fn leases(&self) -> usize {
+        self.state
+            .proxy()
+            .pool()
+            .accounts()
+            .iter()
+            .map(|a| a.inflight())
+            .sum()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.served.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+pub fn body(model: &str, stream: bool) -> Value {
+    serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// The `data:` payloads and comments of an SSE body, in order.
+pub fn sse_lines(text: &str) -> Vec<String> {
+    text.split("\n\n")
+        .filter(|b| !b.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The JSON chunks of an SSE body (comments and `[DONE]` left out).
+pub fn sse_json(text: &str) -> Vec<Value> {
+    sse_lines(text)
+        .iter()
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// Concatenated `delta.content` of a stream's chunks.
+pub fn streamed_content(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+pub fn streamed_reasoning(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| {
+            c["choices"].get(0)?["delta"]["reasoning_content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+/// Replaces the random `id` and the `created` time so bodies can be compared byte for byte.
+pub fn normalize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("chatcmpl-") {
+        out.push_str(&rest[..i]);
+        out.push_str("chatcmpl-ID");
+        rest = &rest[i + 9..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("\"created\":") {
+        result.push_str(&rest[..i + 10]);
+        rest = &rest[i + 10..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        result.push('0');
+        rest = &rest[end..];
+    }
+    result.push_str(rest);
+    result
+}
