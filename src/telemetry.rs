@@ -29,7 +29,7 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match resp.extensions().get::<LoggedError>() {
             Some(LoggedError(err)) if status >= 500 => {
-                tracing::warn!(status, ms, error = %err, "request failed")
+                tracing::warn!(status, ms, error = %err, "request failed");
             }
             Some(LoggedError(err)) => tracing::info!(status, ms, error = %err, "request refused"),
             None => tracing::info!(status, ms, "request served"),

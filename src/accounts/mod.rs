@@ -131,10 +131,10 @@ impl Account {
                     "the upstream rejected this account's token; it needs a new token or cookie"
                 ),
                 Health::Disabled { reason } => {
-                    tracing::warn!(account = %self.id, %reason, "account disabled")
+                    tracing::warn!(account = %self.id, %reason, "account disabled");
                 }
                 _ => {
-                    tracing::info!(account = %self.id, class = err.class(), "account cooling down")
+                    tracing::info!(account = %self.id, class = err.class(), "account cooling down");
                 }
             }
             *self.health.lock().unwrap_or_else(PoisonError::into_inner) = next;

@@ -90,7 +90,7 @@ impl Decoder {
         if let Some(rid) = frame.response_id.as_deref() {
             match &self.primary {
                 None if !self.others.iter().any(|o| o == rid) => {
-                    self.primary = Some(rid.to_owned())
+                    self.primary = Some(rid.to_owned());
                 }
                 Some(p) if p == rid => {}
                 _ => return Ok(step),
