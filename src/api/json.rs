@@ -44,10 +44,10 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
         let message = err.inner().to_string();
-        let param = if path == "." {
-            missing_field(&message)
-        } else {
-            Some(path)
+        // `?` stands for a key that could not be read; `.` for the top level.
+        let param = match path.trim_end_matches(".?") {
+            "." | "?" => missing_field(&message),
+            p => Some(p.to_owned()),
         };
         AppError::BadJson { message, param }
     })?;
