@@ -108,7 +108,7 @@ async fn errors_reach_the_client_as_api_errors() {
     );
     match bad.chat().create(request("qwen3.7-plus")).await {
         Err(OpenAIError::ApiError(e)) => {
-            assert_eq!(e.api_error.code.as_deref(), Some("invalid_api_key"))
+            assert_eq!(e.api_error.code.as_deref(), Some("invalid_api_key"));
         }
         other => panic!("expected an API error, got {other:?}"),
     }
