@@ -67,3 +67,94 @@ async fn translated_request_reaches_the_upstream() {
     assert_eq!(fc["function_calling"], false);
     assert_eq!(fc["tool_choice"], "none");
 }
+
+#[tokio::test]
+async fn upstream_requests_snapshot() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let resp = app
+        .chat(
+            json!({"model": "qwen3.7-plus-thinking-search", "thinking_budget": 2048, "messages": [
+                {"role": "system", "content": "You are terse."},
+                {"role": "user", "content": "What is 2+2?"},
+                {"role": "assistant", "content": "4", "reasoning_content": "easy"},
+                {"role": "user", "content": [{"type": "text", "text": "And 3+3?"}]}
+            ]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let reqs = app.fake.requests();
+    let new_chat = reqs.iter().find(|r| r.path == "/api/v2/chats/new").unwrap();
+    insta::assert_json_snapshot!("chats_new_body", new_chat.json.clone().unwrap(), {
+        ".timestamp" => "[ms]",
+    });
+    let completion = reqs
+        .iter()
+        .find(|r| r.path == "/api/v2/chat/completions")
+        .unwrap();
+    insta::assert_json_snapshot!("completion_body", completion.json.clone().unwrap(), {
+        ".chat_id" => "[chat_id]",
+        ".chatId" => "[chat_id]",
+        ".timestamp" => "[s]",
+        ".messages[].fid" => "[uuid]",
+        ".messages[].childrenIds[]" => "[uuid]",
+        ".messages[].timestamp" => "[s]",
+    });
+    let mut headers: Vec<(String, String)> = completion
+        .headers
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "content-length" | "host"))
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "authorization" => "Bearer [jwt]".to_owned(),
+                "cookie" => "token=[jwt]".to_owned(),
+                "x-request-id" => "[uuid]".to_owned(),
+                "timezone" => "[date] GMT+0000".to_owned(),
+                "referer" => v
+                    .rsplit_once("/c/")
+                    .map(|(base, _)| format!("{base}/c/[chat_id]"))
+                    .unwrap(),
+                "origin" => "[origin]".to_owned(),
+                _ => v.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect();
+    headers.sort();
+    insta::assert_json_snapshot!("completion_headers", headers, {
+        "[][1]" => insta::dynamic_redaction(|value, _| {
+            // The referer carries the fake's port.
+            match value.as_str() {
+                Some(s) if s.starts_with("http://127.0.0.1:") => "http://[fake]/c/[chat_id]".into(),
+                _ => value,
+            }
+        }),
+    });
+}
+
+#[tokio::test]
+async fn header_overrides_and_cookie_only_auth() {
+    let fake = common::fake_qwen::FakeQwen::start().await;
+    let token = fake.add_token("acct1");
+    let cookies = format!("cna=abc; token={token}; ssxmod_itna=1-x");
+    let app = TestApp::spawn_with(
+        fake,
+        &[
+            ("QWEN_COOKIES", cookies.as_str()),
+            ("QWEN_SEND_AUTH_HEADER", "false"),
+            ("QWEN_EXTRA_HEADERS", r#"{"bx-ua":"231!abc","bx-v":null}"#),
+            ("QWEN_WEB_VERSION", "0.9.9"),
+        ],
+    )
+    .await;
+    assert_eq!(app.chat(body("qwen3.7-plus", false)).await.status(), 200);
+    let sent = app.fake.completions().pop().unwrap();
+    assert_eq!(sent.header("authorization"), None);
+    assert_eq!(
+        sent.header("cookie"),
+        Some(format!("token={token}; cna=abc; ssxmod_itna=1-x").as_str())
+    );
+    assert_eq!(sent.header("bx-ua"), Some("231!abc"));
+    assert_eq!(sent.header("bx-v"), None);
+    assert_eq!(sent.header("version"), Some("0.9.9"));
+    assert_eq!(sent.label.as_deref(), Some("acct1"));
+}
