@@ -26,6 +26,18 @@ pub enum AppError {
     UnsupportedMediaType,
     #[error("missing or invalid API key")]
     Unauthorized,
+    #[error("this route needs the admin key")]
+    Forbidden,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    BadRequest { message: String, code: &'static str },
+    #[error("sign-in failed: {0}")]
+    SignIn(UpstreamError),
+    #[error("storage failed: {0}")]
+    Store(String),
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("no route for {0}")]
@@ -118,6 +130,40 @@ impl AppError {
                 "invalid_api_key",
                 "Missing or invalid API key. Send it as `Authorization: Bearer <key>`.".to_owned(),
             ),
+            AppError::Forbidden => Rendered::new(
+                S::FORBIDDEN,
+                "permission_error",
+                "admin_key_required",
+                "This route needs the admin key (ADMIN_KEY).".to_owned(),
+            ),
+            AppError::Conflict(m) => {
+                Rendered::new(S::CONFLICT, "invalid_request_error", "conflict", m.clone())
+            }
+            AppError::NotFound(m) => Rendered::new(
+                S::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                m.clone(),
+            ),
+            AppError::BadRequest { message, code } => Rendered::new(
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                code,
+                message.clone(),
+            ),
+            AppError::SignIn(UpstreamError::Auth(_)) => Rendered::new(
+                S::BAD_REQUEST,
+                "invalid_request_error",
+                "sign_in_failed",
+                "Qwen refused the email or password.".to_owned(),
+            ),
+            AppError::SignIn(e) => render_upstream(e, None),
+            AppError::Store(_) => Rendered::new(
+                S::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "storage_error",
+                "The change could not be stored; nothing was changed.".to_owned(),
+            ),
             AppError::ModelNotFound(_) => Rendered {
                 param: Some("model".to_owned()),
                 ..Rendered::new(
@@ -147,12 +193,18 @@ impl AppError {
 fn render_proxy(err: &ProxyError) -> Rendered {
     use StatusCode as S;
     match err {
-        ProxyError::NoAccount => no_account(),
         ProxyError::AllCooling { retry_after } => Rendered::new(
             S::TOO_MANY_REQUESTS,
             "rate_limit_error",
             "rate_limit_exceeded",
             "Every Qwen account is rate-limited or cooling down; retry later.".to_owned(),
+        )
+        .retry_after(*retry_after),
+        ProxyError::AllBusy { retry_after } => Rendered::new(
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            "Every Qwen account is busy with other requests; retry shortly.".to_owned(),
         )
         .retry_after(*retry_after),
         ProxyError::Failed {
@@ -166,40 +218,77 @@ fn render_proxy(err: &ProxyError) -> Rendered {
                 .to_owned(),
         )
         .retry_after(ProxyError::retry_after_challenge()),
-        ProxyError::Failed {
-            last,
-            retry_after,
-            usable_accounts,
+        ProxyError::NoAccount
+        | ProxyError::Failed {
+            last: UpstreamError::Auth(_),
+            usable_accounts: 0,
             ..
-        } => match last {
-            UpstreamError::RateLimited { .. } => Rendered::new(
-                S::TOO_MANY_REQUESTS,
-                "rate_limit_error",
-                "rate_limit_exceeded",
-                format!("Qwen rate limit or quota reached on every account tried ({last})."),
-            )
-            .retry_after(retry_after.unwrap_or(Duration::from_secs(60))),
-            UpstreamError::Auth(_) if *usable_accounts == 0 => no_account(),
-            UpstreamError::ContentFilter(_) => Rendered::new(
-                S::BAD_REQUEST,
-                "invalid_request_error",
-                "content_filter",
-                "The request was refused by Qwen's content moderation.".to_owned(),
-            ),
-            other => Rendered::new(
-                S::BAD_GATEWAY,
-                "server_error",
-                upstream_code(other),
-                other.to_string(),
-            ),
-        },
-        ProxyError::MidStream(e) => Rendered::new(
+        } => no_account(),
+        ProxyError::Failed {
+            last, retry_after, ..
+        } => render_upstream(last, *retry_after),
+        ProxyError::MidStream(e) => render_upstream(e, None),
+    }
+}
+
+/// The client's view of an upstream failure. The upstream's own wording is logged, not echoed:
+/// it can name internal addresses.
+fn render_upstream(e: &UpstreamError, retry_after: Option<Duration>) -> Rendered {
+    use StatusCode as S;
+    let (status, kind, message) = match e {
+        UpstreamError::RateLimited { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "Qwen's rate limit or quota was reached.",
+        ),
+        UpstreamError::ContentFilter(_) => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "The request was refused by Qwen's content moderation.",
+        ),
+        UpstreamError::Auth(_) => (
             S::BAD_GATEWAY,
             "server_error",
-            upstream_code(e),
-            e.to_string(),
+            "The upstream rejected the account's token.",
         ),
+        UpstreamError::Challenge(_) => (
+            S::SERVICE_UNAVAILABLE,
+            "server_error",
+            "chat.qwen.ai answered with a WAF/captcha challenge.",
+        ),
+        UpstreamError::EmptyAnswer => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream ended without an answer.",
+        ),
+        UpstreamError::ThinkingOnly => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream stopped after thinking, without an answer.",
+        ),
+        UpstreamError::NotFound(_) => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream could not find the chat.",
+        ),
+        UpstreamError::Rejected(_) => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream refused the request.",
+        ),
+        UpstreamError::ChatInProgress | UpstreamError::Transient(_) => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream failed (error, timeout or broken connection); retry later.",
+        ),
+    };
+    let mut r = Rendered::new(status, kind, upstream_code(e), message.to_owned());
+    if let Some(d) = retry_after.filter(|_| status == S::TOO_MANY_REQUESTS) {
+        r = r.retry_after(d);
+    } else if status == S::TOO_MANY_REQUESTS {
+        r = r.retry_after(Duration::from_secs(60));
     }
+    r
 }
 
 fn no_account() -> Rendered {

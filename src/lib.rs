@@ -7,13 +7,17 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod keys;
 pub mod openai;
 pub mod proxy;
+pub mod reload;
 pub mod state;
+pub mod store;
 pub mod stream;
 pub mod telemetry;
 pub mod translate;
 pub mod upstream;
+pub mod usage;
 
 pub use config::Config;
 pub use state::AppState;

@@ -3,13 +3,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use qwen2api::reload::{self, Reloader};
 use qwen2api::{AppState, Config, app, config, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // A missing .env is normal; a broken one is reported by the variables it fails to set.
-    let _ = dotenvy::dotenv();
-    let config = match Config::from_env() {
+    // The environment as started wins over `.env` (ENV_FILE), which is read (and re-read on
+    // change) by the reloader.
+    let reloader = Reloader::new(std::env::vars().collect());
+    let config = match reloader.load() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("qwen2api: configuration error: {e}");
@@ -25,11 +27,18 @@ async fn main() -> ExitCode {
             "ADMIN_KEY is not set: the first API_KEY is also the admin key (compatibility only; set ADMIN_KEY)"
         );
     }
-    for var in Config::unsupported_vars(&|n: &str| std::env::var(n).ok()) {
+    for var in Config::unsupported_vars(&|n: &str| reloader.var(n)) {
         tracing::warn!(%var, "this variable is not supported by this version and has no effect");
     }
     let listen = config.listen;
-    let state = AppState::build(config).await;
+    let state = match AppState::build(config, Some(reloader)).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the store");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _watcher = reload::watch(&state);
     let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -38,7 +47,9 @@ async fn main() -> ExitCode {
         }
     };
     tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), "qwen2api listening");
-    match app::serve(listener, state, shutdown_signal()).await {
+    let served = app::serve(listener, state.clone(), shutdown_signal()).await;
+    state.flush().await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 
-use crate::accounts::{Account, Lease, Pool, Unavailable};
+use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
 use crate::catalog::{Catalog, Snapshot};
-use crate::chat::{AnswerEvent, ChatRequest};
-use crate::config::PoolConfig;
+use crate::chat::{AnswerEvent, ChatRequest, TokenUsage};
+use crate::config::Secret;
 use crate::stream::{self, DecodeOptions};
 use crate::upstream::{Credentials, QwenClient, UpstreamError};
+use crate::usage::UsageRecorder;
 
 /// How long a client is told to wait after a WAF challenge.
 const CHALLENGE_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -31,6 +32,8 @@ pub enum ProxyError {
     NoAccount,
     #[error("every Qwen account is cooling down")]
     AllCooling { retry_after: Duration },
+    #[error("every Qwen account is busy")]
+    AllBusy { retry_after: Duration },
     /// Every attempt failed; `last` decides the answer unless a challenge was seen.
     #[error("{last}")]
     Failed {
@@ -52,33 +55,57 @@ impl ProxyError {
 
 pub struct Proxy {
     client: Arc<QwenClient>,
-    pool: Pool,
+    accounts: Arc<AccountManager>,
     catalog: Catalog,
-    cfg: PoolConfig,
+    usage: Arc<UsageRecorder>,
+}
+
+/// Who a request is for, as far as account choice and accounting go.
+#[derive(Clone, Debug, Default)]
+pub struct RunContext {
+    /// The downstream key's id, for usage counters.
+    pub key_id: Option<String>,
+    /// Requests with the same key stay on one account (`STICKY_ACCOUNTS`).
+    pub sticky_key: Option<String>,
+    /// `AUTH_MODE=passthrough`: the caller's own Qwen token is the account.
+    pub passthrough: Option<Secret>,
 }
 
 impl Proxy {
-    pub fn new(client: Arc<QwenClient>, pool: Pool, catalog: Catalog, cfg: PoolConfig) -> Self {
+    pub fn new(
+        client: Arc<QwenClient>,
+        accounts: Arc<AccountManager>,
+        catalog: Catalog,
+        usage: Arc<UsageRecorder>,
+    ) -> Self {
         Self {
             client,
-            pool,
+            accounts,
             catalog,
-            cfg,
+            usage,
         }
     }
 
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        self.accounts.pool()
+    }
+
+    pub fn accounts(&self) -> &Arc<AccountManager> {
+        &self.accounts
     }
 
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
 
+    pub fn usage(&self) -> &Arc<UsageRecorder> {
+        &self.usage
+    }
+
     /// The model list, fetched with the first usable account when the cache is stale.
     pub async fn models(&self) -> Arc<Snapshot> {
         let creds = self
-            .pool
+            .pool()
             .accounts()
             .iter()
             .find(|a| a.is_usable())
@@ -96,13 +123,14 @@ impl Proxy {
         req: ChatRequest,
         opts: DecodeOptions,
         buffered: bool,
+        ctx: RunContext,
     ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
         let this = Arc::clone(self);
         async_stream::stream! {
-            let mut f = Failover::new(&this.cfg);
+            let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref());
             let mut announced = false;
             'accounts: loop {
-                let lease = match f.lease(&this.pool) {
+                let lease = match f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await {
                     Ok(l) => l,
                     Err(e) => {
                         yield Err(e);
@@ -112,123 +140,153 @@ impl Proxy {
                 let account = Arc::clone(lease.account());
                 let creds = account.credentials();
                 let mut busy_retried = false;
-                let (events, _cleanup) = loop {
+                'chat: loop {
                     let chat_id = match this.client.create_chat(&creds, &req).await {
                         Ok(id) => id,
                         Err(e) => {
-                            if let Err(fin) = f.failed(&account, e, &this.pool) {
+                            if let Err(fin) = f.failed(&this.accounts, &account, e) {
                                 yield Err(fin);
                                 return;
                             }
                             continue 'accounts;
                         }
                     };
-                    let cleanup = ChatCleanup::new(&this.client, &creds, chat_id.clone());
+                    let _cleanup = ChatCleanup::new(&this.client, &creds, chat_id.clone());
                     if !announced {
                         announced = true;
                         yield Ok(Progress::UpstreamCalled);
                     }
-                    match this.client.complete(&creds, &req, &chat_id).await {
-                        Ok(bytes) => break (stream::answers(bytes, opts).boxed(), cleanup),
+                    let mut events = match this.client.complete(&creds, &req, &chat_id).await {
+                        Ok(bytes) => stream::answers(bytes, opts).boxed(),
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                             busy_retried = true;
+                            continue 'chat;
                         }
                         Err(e) => {
-                            let e = match e {
-                                UpstreamError::ChatInProgress => {
-                                    UpstreamError::Transient("the chat was still in progress twice".into())
-                                }
-                                other => other,
-                            };
-                            if let Err(fin) = f.failed(&account, e, &this.pool) {
+                            if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
                                 yield Err(fin);
                                 return;
                             }
                             continue 'accounts;
                         }
-                    }
-                };
-                let mut events = events;
-                let mut held: Vec<AnswerEvent> = Vec::new();
-                let mut committed = false;
-                while let Some(item) = events.next().await {
-                    match item {
-                        Ok(ev) if buffered => {
-                            let done = matches!(ev, AnswerEvent::Done(_));
-                            held.push(ev);
-                            if done {
-                                for ev in held.drain(..) {
-                                    yield Ok(Progress::Event(ev));
+                    };
+                    let mut held: Vec<AnswerEvent> = Vec::new();
+                    let mut committed = false;
+                    while let Some(item) = events.next().await {
+                        match item {
+                            Ok(ev) => {
+                                if let AnswerEvent::Done(u) = &ev {
+                                    f.succeeded(&this, &account, ctx.key_id.as_deref(), *u);
                                 }
+                                if buffered {
+                                    let done = matches!(ev, AnswerEvent::Done(_));
+                                    held.push(ev);
+                                    if done {
+                                        for ev in held.drain(..) {
+                                            yield Ok(Progress::Event(ev));
+                                        }
+                                    }
+                                    continue;
+                                }
+                                if !committed && !ev.is_visible() && !matches!(ev, AnswerEvent::Done(_)) {
+                                    continue;
+                                }
+                                committed = true;
+                                yield Ok(Progress::Event(ev));
                             }
-                        }
-                        Ok(ev) => {
-                            if !committed && !ev.is_visible() && !matches!(ev, AnswerEvent::Done(_)) {
-                                continue;
+                            Err(UpstreamError::ChatInProgress) if !committed && !busy_retried => {
+                                tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
+                                busy_retried = true;
+                                continue 'chat;
                             }
-                            committed = true;
-                            yield Ok(Progress::Event(ev));
-                        }
-                        Err(e) if !committed => {
-                            drop(events);
-                            if let Err(fin) = f.failed(&account, e, &this.pool) {
-                                yield Err(fin);
+                            Err(e) if !committed => {
+                                drop(events);
+                                if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
+                                    yield Err(fin);
+                                    return;
+                                }
+                                continue 'accounts;
+                            }
+                            Err(e) => {
+                                tracing::warn!(account = %account.id, class = e.class(), error = %e, "upstream failed mid-answer");
+                                if f.passthrough.is_none() {
+                                    this.accounts.report_failure(&account, &e);
+                                }
+                                yield Err(ProxyError::MidStream(e));
                                 return;
                             }
-                            continue 'accounts;
-                        }
-                        Err(e) => {
-                            tracing::warn!(account = %account.id, class = e.class(), error = %e, "upstream failed mid-answer");
-                            account.record_failure(&e, &this.cfg);
-                            yield Err(ProxyError::MidStream(e));
-                            return;
                         }
                     }
+                    drop(lease);
+                    return;
                 }
-                drop(lease);
-                return;
             }
         }
+    }
+}
+
+fn busy_to_transient(e: UpstreamError) -> UpstreamError {
+    match e {
+        UpstreamError::ChatInProgress => {
+            UpstreamError::Transient("the chat was still in progress twice".into())
+        }
+        other => other,
     }
 }
 
 /// Failover bookkeeping for one request: which accounts were tried and what went wrong.
 struct Failover {
-    cfg: PoolConfig,
+    retry_count: usize,
     tried: Vec<String>,
     /// Egresses (per-account proxy or none) that answered with a WAF challenge.
     challenged: Vec<Option<String>>,
     last: Option<UpstreamError>,
+    /// The caller's own account, in passthrough mode (tried once, never failed over).
+    passthrough: Option<Arc<Account>>,
 }
 
 impl Failover {
-    fn new(cfg: &PoolConfig) -> Self {
+    fn new(accounts: &AccountManager, passthrough: Option<&Secret>) -> Self {
         Self {
-            cfg: cfg.clone(),
+            retry_count: accounts.config().retry_count,
             tried: Vec::new(),
             challenged: Vec::new(),
             last: None,
+            passthrough: passthrough.map(|t| Arc::new(Account::passthrough(t.clone()))),
         }
     }
 
-    fn lease(&mut self, pool: &Pool) -> Result<Lease, ProxyError> {
-        if self.tried.len() >= self.cfg.retry_count {
-            return Err(self.give_up(pool));
+    async fn lease(
+        &mut self,
+        accounts: &AccountManager,
+        model: &str,
+        sticky: Option<&str>,
+    ) -> Result<Lease, ProxyError> {
+        if let Some(own) = &self.passthrough {
+            if self.tried.is_empty() {
+                self.tried.push(own.id.clone());
+                return Ok(Lease::detached(Arc::clone(own)));
+            }
+            return Err(self.give_up(accounts.pool()));
         }
-        let lease = pool.acquire(|a| {
-            self.tried.contains(&a.id)
-                || self.challenged.iter().any(|p| *p == a.credentials().proxy)
-        });
-        match lease {
+        if self.tried.len() >= self.retry_count {
+            return Err(self.give_up(accounts.pool()));
+        }
+        let (tried, challenged) = (&self.tried, &self.challenged);
+        let skip = |a: &Account| {
+            tried.contains(&a.id) || challenged.iter().any(|p| *p == a.credentials().proxy)
+        };
+        match accounts.lease(model, sticky, &skip).await {
             Ok(l) => {
                 self.tried.push(l.account().id.clone());
                 Ok(l)
             }
-            Err(_) if self.last.is_some() => Err(self.give_up(pool)),
+            Err(_) if self.last.is_some() => Err(self.give_up(accounts.pool())),
             Err(Unavailable::Cooling { retry_after }) => {
                 Err(ProxyError::AllCooling { retry_after })
             }
+            Err(Unavailable::Busy { retry_after }) => Err(ProxyError::AllBusy { retry_after }),
             Err(Unavailable::NoneUsable) => Err(ProxyError::NoAccount),
         }
     }
@@ -236,12 +294,14 @@ impl Failover {
     /// Records a failure before anything was sent: `Ok` to try the next account, `Err` to stop.
     fn failed(
         &mut self,
-        account: &Account,
+        accounts: &Arc<AccountManager>,
+        account: &Arc<Account>,
         err: UpstreamError,
-        pool: &Pool,
     ) -> Result<(), ProxyError> {
         tracing::warn!(account = %account.id, class = err.class(), error = %err, "upstream attempt failed");
-        account.record_failure(&err, &self.cfg);
+        if self.passthrough.is_none() {
+            accounts.report_failure(account, &err);
+        }
         let retry = err.is_retryable() || matches!(err, UpstreamError::Challenge(_));
         if matches!(err, UpstreamError::Challenge(_)) {
             self.challenged.push(account.credentials().proxy);
@@ -250,7 +310,16 @@ impl Failover {
         if retry {
             Ok(())
         } else {
-            Err(self.give_up(pool))
+            Err(self.give_up(accounts.pool()))
+        }
+    }
+
+    fn succeeded(&self, proxy: &Proxy, account: &Account, key_id: Option<&str>, usage: TokenUsage) {
+        if self.passthrough.is_none() {
+            proxy.accounts.report_success(account);
+            proxy
+                .usage
+                .record(&account.id, key_id, usage.input, usage.output);
         }
     }
 
@@ -260,16 +329,22 @@ impl Failover {
             .take()
             .unwrap_or(UpstreamError::Transient("no attempt was made".into()));
         let retry_after = match &last {
-            UpstreamError::RateLimited { retry_after, .. } => {
-                Some(retry_after.unwrap_or(self.cfg.rate_limit_cooldown))
-            }
+            UpstreamError::RateLimited { retry_after, .. } => Some(
+                pool.soonest_back()
+                    .or(*retry_after)
+                    .unwrap_or(Duration::from_secs(60)),
+            ),
             _ => None,
         };
         ProxyError::Failed {
             last,
             challenged: !self.challenged.is_empty(),
             retry_after,
-            usable_accounts: pool.usable_count(),
+            usable_accounts: if self.passthrough.is_some() {
+                0
+            } else {
+                pool.usable_count()
+            },
         }
     }
 }

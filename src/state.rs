@@ -1,12 +1,17 @@
-//! `AppState`: the configuration and the proxy, shared by every handler. Wiring only.
+//! `AppState`: configuration, store, keys, accounts and the proxy, shared by every handler.
+//! Wiring only.
 
 use std::sync::Arc;
 
-use crate::accounts::{Account, AccountKind, Pool};
+use crate::accounts::AccountManager;
 use crate::catalog::Catalog;
-use crate::config::{AccountCredential, AccountSpec, Config, Secret};
+use crate::config::Config;
+use crate::keys::KeyRing;
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
+use crate::store::{self, SaveMode, StoreError};
 use crate::upstream::QwenClient;
+use crate::usage::UsageRecorder;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -14,26 +19,63 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     proxy: Arc<Proxy>,
+    keys: Arc<KeyRing>,
+    reloader: Option<Reloader>,
 }
 
 impl AppState {
-    /// Builds everything the server needs; email+password accounts are signed in here, one
-    /// at a time. An account that cannot sign in is kept, disabled, and the reason logged.
-    pub async fn build(config: Config) -> Self {
+    /// Opens the store, loads keys and accounts (signing in where needed, one at a time) and
+    /// starts the background upkeep. `reloader` re-reads the configuration on demand.
+    pub async fn build(config: Config, reloader: Option<Reloader>) -> Result<Self, StoreError> {
+        let s = &config.store;
+        let store = store::open(
+            s.mode,
+            &s.data_dir,
+            s.redis_url.as_ref().map(crate::config::Secret::expose),
+            &s.redis_prefix,
+            s.encryption_key.as_ref(),
+        )
+        .await?;
+        tracing::info!(backend = store.backend(), "store opened");
+        let shared = s.mode == SaveMode::Redis;
         let client = Arc::new(QwenClient::new(Arc::new(config.upstream.clone())));
-        let mut accounts = Vec::with_capacity(config.accounts.len());
-        for spec in &config.accounts {
-            accounts.push(Arc::new(open_account(&client, spec).await));
-        }
-        if accounts.is_empty() {
+        let accounts = AccountManager::start(
+            &config.accounts,
+            Arc::clone(&store),
+            Arc::clone(&client),
+            config.pool.clone(),
+            config.lifecycle.clone(),
+            shared,
+        )
+        .await?;
+        if accounts.pool().accounts().is_empty()
+            && config.auth_mode == crate::config::AuthMode::Keys
+        {
             tracing::warn!(
-                "no Qwen account is configured (ACCOUNTS, QWEN_COOKIES or QWEN_AUTH_TOKEN); chat requests will fail with 503"
+                "no Qwen account is configured (ACCOUNTS, QWEN_COOKIES, QWEN_AUTH_TOKEN or the admin API); chat requests will fail with 503"
             );
         }
-        let pool = Pool::new(accounts);
+        accounts.spawn_upkeep(s.status_sync);
+        let keys = KeyRing::load(&config.keys, Arc::clone(&store)).await?;
+        if shared {
+            let (keys, every) = (Arc::clone(&keys), s.status_sync);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let _ = keys.refresh().await;
+                }
+            });
+        }
+        let usage = UsageRecorder::new(Arc::clone(&store));
+        usage.spawn_flusher(s.usage_flush);
         let catalog = Catalog::new(config.models.clone());
-        let proxy = Arc::new(Proxy::new(client, pool, catalog, config.pool.clone()));
-        Self(Arc::new(Inner { config, proxy }))
+        let proxy = Arc::new(Proxy::new(client, accounts, catalog, usage));
+        Ok(Self(Arc::new(Inner {
+            config,
+            proxy,
+            keys,
+            reloader,
+        })))
     }
 
     pub fn config(&self) -> &Config {
@@ -43,42 +85,21 @@ impl AppState {
     pub fn proxy(&self) -> &Arc<Proxy> {
         &self.0.proxy
     }
-}
 
-async fn open_account(client: &QwenClient, spec: &AccountSpec) -> Account {
-    match &spec.credential {
-        AccountCredential::Token { token, cookies } => Account::new(
-            spec.id.clone(),
-            AccountKind::Token,
-            token.clone(),
-            cookies.clone(),
-            spec.proxy.clone(),
-        ),
-        AccountCredential::Password { email, password } => {
-            match client.sign_in(email, password, spec.proxy.as_deref()).await {
-                Ok(token) => {
-                    tracing::info!(account = %spec.id, "signed in");
-                    Account::new(
-                        spec.id.clone(),
-                        AccountKind::Password,
-                        token,
-                        None,
-                        spec.proxy.clone(),
-                    )
-                }
-                Err(e) => {
-                    tracing::warn!(account = %spec.id, class = e.class(), error = %e, "sign-in failed; the account is skipped");
-                    let account = Account::new(
-                        spec.id.clone(),
-                        AccountKind::Password,
-                        Secret::new(""),
-                        None,
-                        spec.proxy.clone(),
-                    );
-                    account.disable("sign_in_failed");
-                    account
-                }
-            }
-        }
+    pub fn accounts(&self) -> &Arc<AccountManager> {
+        self.0.proxy.accounts()
+    }
+
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.0.keys
+    }
+
+    pub fn reloader(&self) -> Option<&Reloader> {
+        self.0.reloader.as_ref()
+    }
+
+    /// Writes what is still only in memory (usage counters); called at shutdown.
+    pub async fn flush(&self) {
+        self.0.proxy.usage().flush().await;
     }
 }

@@ -1,85 +1,208 @@
-//! Qwen accounts and their health, the round-robin pool over them, and the lease guard that
-//! counts in-flight requests per account.
+//! Qwen accounts and their health, the pool that leases them (round-robin or sticky, paced,
+//! waiting for a free slot), and the manager that keeps them signed in and persisted.
 
+pub mod jwt;
+mod manager;
 mod pool;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use pool::{Lease, Pool, Unavailable};
+pub use manager::{AccountManager, AddAccount, ManagerError, ReloadReport};
+pub use pool::{Lease, Pick, Pool, Unavailable};
 
 use crate::config::{PoolConfig, Secret};
+use crate::store::{AccountRecord, AccountStatus, CredentialKind, HealthState, Origin};
 use crate::upstream::{Credentials, UpstreamError};
-
-/// How an account signs in.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum AccountKind {
-    Password,
-    Token,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Health {
     Active,
     /// Not picked until `until`.
     Cooling {
-        until: Instant,
+        until: SystemTime,
         reason: String,
     },
-    /// Not picked until something (a new token, an operator) brings it back.
+    /// Not picked until something (a new token, a re-test, an operator) brings it back.
     Disabled {
         reason: String,
     },
 }
 
+impl Health {
+    pub fn state(&self) -> HealthState {
+        match self {
+            Health::Active => HealthState::Active,
+            Health::Cooling { .. } => HealthState::Cooling,
+            Health::Disabled { .. } => HealthState::Disabled,
+        }
+    }
+
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Health::Active => None,
+            Health::Cooling { reason, .. } | Health::Disabled { reason } => Some(reason),
+        }
+    }
+}
+
+/// What can change about an account while it serves.
+#[derive(Debug)]
+struct Login {
+    email: Option<String>,
+    password: Option<Secret>,
+    creds: Credentials,
+    token_expires_at: Option<i64>,
+}
+
+#[derive(Debug)]
+struct HealthCell {
+    health: Health,
+    /// Consecutive transient failures.
+    failures: u32,
+    /// Consecutive rate limits, for the exponential cooldown.
+    rate_limits: u32,
+    last_used: Option<SystemTime>,
+}
+
 #[derive(Debug)]
 pub struct Account {
     pub id: String,
-    pub kind: AccountKind,
-    creds: RwLock<Credentials>,
-    health: Mutex<Health>,
+    pub kind: CredentialKind,
+    pub origin: Origin,
+    created_at: i64,
+    login: RwLock<Login>,
+    health: Mutex<HealthCell>,
     inflight: AtomicUsize,
+    last_start: Mutex<Option<std::time::Instant>>,
     served: AtomicU64,
 }
 
 impl Account {
-    pub fn new(
-        id: String,
-        kind: AccountKind,
-        token: Secret,
-        cookies: Option<Secret>,
-        proxy: Option<String>,
-    ) -> Self {
+    /// An account from its stored record (the token may be missing until it signs in).
+    pub fn from_record(rec: &AccountRecord) -> Self {
+        let token = rec.token.clone().unwrap_or_else(|| Secret::new(""));
         Self {
-            id,
-            kind,
-            creds: RwLock::new(Credentials {
-                token,
-                cookies,
-                proxy,
+            id: rec.id.clone(),
+            kind: rec.kind,
+            origin: rec.origin,
+            created_at: rec.created_at,
+            login: RwLock::new(Login {
+                email: rec.email.clone(),
+                password: rec.password.clone(),
+                token_expires_at: rec.token_expires_at.or_else(|| jwt::expiry(token.expose())),
+                creds: Credentials {
+                    token,
+                    cookies: rec.cookies.clone(),
+                    proxy: rec.proxy.clone(),
+                },
             }),
-            health: Mutex::new(Health::Active),
+            health: Mutex::new(HealthCell {
+                health: Health::Active,
+                failures: 0,
+                rate_limits: 0,
+                last_used: None,
+            }),
             inflight: AtomicUsize::new(0),
+            last_start: Mutex::new(None),
             served: AtomicU64::new(0),
         }
     }
 
+    /// The caller's own token as a one-request account (`AUTH_MODE=passthrough`).
+    pub fn passthrough(token: Secret) -> Self {
+        Self::from_record(&AccountRecord {
+            id: "passthrough".to_owned(),
+            kind: CredentialKind::Token,
+            email: None,
+            password: None,
+            token: Some(token),
+            cookies: None,
+            token_expires_at: None,
+            proxy: None,
+            origin: Origin::Runtime,
+            created_at: 0,
+        })
+    }
+
+    /// The record to store for this account now.
+    pub fn record(&self) -> AccountRecord {
+        let l = self.login.read().unwrap_or_else(PoisonError::into_inner);
+        AccountRecord {
+            id: self.id.clone(),
+            kind: self.kind,
+            email: l.email.clone(),
+            password: l.password.clone(),
+            token: Some(l.creds.token.clone()).filter(|t| !t.expose().is_empty()),
+            cookies: l.creds.cookies.clone(),
+            token_expires_at: l.token_expires_at,
+            proxy: l.creds.proxy.clone(),
+            origin: self.origin,
+            created_at: self.created_at,
+        }
+    }
+
     pub fn credentials(&self) -> Credentials {
-        self.creds
+        self.login
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .creds
             .clone()
     }
 
-    pub fn health(&self) -> Health {
-        let mut h = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Health::Cooling { until, .. } = &*h {
-            if *until <= Instant::now() {
-                *h = Health::Active;
+    /// Email and password, for accounts that can sign in again.
+    pub fn password_login(&self) -> Option<(String, Secret)> {
+        let l = self.login.read().unwrap_or_else(PoisonError::into_inner);
+        Some((l.email.clone()?, l.password.clone()?))
+    }
+
+    pub fn token_expires_at(&self) -> Option<i64> {
+        self.login
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .token_expires_at
+    }
+
+    pub fn set_token(&self, token: Secret) {
+        let mut l = self.login.write().unwrap_or_else(PoisonError::into_inner);
+        l.token_expires_at = jwt::expiry(token.expose());
+        l.creds.token = token;
+    }
+
+    pub fn set_proxy(&self, proxy: Option<String>) {
+        self.login
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .creds
+            .proxy = proxy;
+    }
+
+    /// Replaces the credentials with those of `rec` (a reload changed them).
+    pub fn update_login(&self, rec: &AccountRecord) {
+        let mut l = self.login.write().unwrap_or_else(PoisonError::into_inner);
+        l.email.clone_from(&rec.email);
+        l.password.clone_from(&rec.password);
+        l.creds.cookies.clone_from(&rec.cookies);
+        l.creds.proxy.clone_from(&rec.proxy);
+        if let Some(t) = &rec.token {
+            l.token_expires_at = rec.token_expires_at.or_else(|| jwt::expiry(t.expose()));
+            l.creds.token = t.clone();
+        }
+    }
+
+    fn cell(&self) -> std::sync::MutexGuard<'_, HealthCell> {
+        let mut c = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Health::Cooling { until, .. } = &c.health {
+            if *until <= SystemTime::now() {
+                c.health = Health::Active;
             }
         }
-        h.clone()
+        c
+    }
+
+    pub fn health(&self) -> Health {
+        self.cell().health.clone()
     }
 
     pub fn is_usable(&self) -> bool {
@@ -94,57 +217,127 @@ impl Account {
         self.served.load(Ordering::Relaxed)
     }
 
-    pub fn disable(&self, reason: &str) {
-        *self.health.lock().unwrap_or_else(PoisonError::into_inner) = Health::Disabled {
-            reason: reason.to_owned(),
-        };
+    /// The status to share with other replicas and keep across restarts.
+    pub fn status(&self) -> AccountStatus {
+        let c = self.cell();
+        AccountStatus {
+            state: c.health.state(),
+            until_ms: match &c.health {
+                Health::Cooling { until, .. } => Some(unix_ms(*until)),
+                _ => None,
+            },
+            reason: c.health.reason().map(str::to_owned),
+            failure_count: c.failures,
+            last_used_ms: c.last_used.map(unix_ms),
+        }
     }
 
-    /// Updates health after a failed call, by the failure's class.
-    pub fn record_failure(&self, err: &UpstreamError, cfg: &PoolConfig) {
+    /// Takes a status read from the store (another replica's change, or the last run's).
+    pub fn apply_status(&self, s: &AccountStatus) {
+        let mut c = self.cell();
+        c.health = match s.state {
+            HealthState::Active => Health::Active,
+            HealthState::Cooling => {
+                let until = UNIX_EPOCH
+                    + Duration::from_millis(u64::try_from(s.until_ms.unwrap_or(0)).unwrap_or(0));
+                if until <= SystemTime::now() {
+                    Health::Active
+                } else {
+                    Health::Cooling {
+                        until,
+                        reason: s.reason.clone().unwrap_or_default(),
+                    }
+                }
+            }
+            HealthState::Disabled => Health::Disabled {
+                reason: s.reason.clone().unwrap_or_default(),
+            },
+        };
+        c.failures = s.failure_count;
+        if let Some(ms) = s.last_used_ms {
+            c.last_used = Some(UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+        }
+    }
+
+    pub fn set_health(&self, health: Health) {
+        let mut c = self.cell();
+        if health == Health::Active {
+            c.failures = 0;
+            c.rate_limits = 0;
+        }
+        c.health = health;
+    }
+
+    /// A completed request: failure streaks end.
+    pub fn record_success(&self) {
+        let mut c = self.cell();
+        c.failures = 0;
+        c.rate_limits = 0;
+    }
+
+    /// Updates health after a failed call, by the failure's class. Returns true when the
+    /// health changed (so that the caller persists it).
+    pub fn record_failure(&self, err: &UpstreamError, cfg: &PoolConfig) -> bool {
+        let mut c = self.cell();
         let next = match err {
             UpstreamError::Auth(_) => Some(Health::Disabled {
                 reason: match self.kind {
-                    AccountKind::Token => "token_expired".to_owned(),
-                    AccountKind::Password => "token_rejected".to_owned(),
+                    CredentialKind::Token => "token_expired".to_owned(),
+                    CredentialKind::Password => "token_rejected".to_owned(),
                 },
             }),
-            UpstreamError::RateLimited { retry_after, .. } => Some(cooling(
-                retry_after.unwrap_or(cfg.rate_limit_cooldown),
-                "rate_limited",
-            )),
+            UpstreamError::RateLimited { retry_after, .. } => {
+                c.rate_limits += 1;
+                let backoff = cfg
+                    .rate_limit_cooldown
+                    .saturating_mul(1 << (c.rate_limits - 1).min(16))
+                    .min(cfg.rate_limit_cooldown_max.max(cfg.rate_limit_cooldown));
+                Some(cooling(retry_after.unwrap_or(backoff), "rate_limited"))
+            }
             UpstreamError::Transient(_)
             | UpstreamError::EmptyAnswer
             | UpstreamError::ThinkingOnly
-            | UpstreamError::ChatInProgress => (!cfg.transient_cooldown.is_zero())
-                .then(|| cooling(cfg.transient_cooldown, err.class())),
+            | UpstreamError::ChatInProgress => {
+                c.failures += 1;
+                (c.failures >= cfg.failure_threshold && !cfg.transient_cooldown.is_zero())
+                    .then(|| cooling(cfg.transient_cooldown, err.class()))
+            }
             // The request or the egress is at fault, not the account.
             UpstreamError::Challenge(_)
             | UpstreamError::ContentFilter(_)
             | UpstreamError::NotFound(_)
             | UpstreamError::Rejected(_) => None,
         };
-        if let Some(next) = next {
-            match &next {
-                Health::Disabled { reason } if self.kind == AccountKind::Token => tracing::warn!(
-                    account = %self.id, %reason,
-                    "the upstream rejected this account's token; it needs a new token or cookie"
-                ),
-                Health::Disabled { reason } => {
-                    tracing::warn!(account = %self.id, %reason, "account disabled");
-                }
-                _ => {
-                    tracing::info!(account = %self.id, class = err.class(), "account cooling down");
-                }
+        let Some(next) = next else {
+            return false;
+        };
+        match &next {
+            Health::Disabled { reason } if self.kind == CredentialKind::Token => tracing::warn!(
+                account = %self.id, %reason,
+                "the upstream rejected this account's token; it needs a new token or cookie"
+            ),
+            Health::Disabled { reason } => {
+                tracing::warn!(account = %self.id, %reason, "account disabled");
             }
-            *self.health.lock().unwrap_or_else(PoisonError::into_inner) = next;
+            _ => tracing::info!(account = %self.id, class = err.class(), "account cooling down"),
         }
+        c.health = next;
+        true
+    }
+
+    fn mark_used(&self) {
+        self.cell().last_used = Some(SystemTime::now());
     }
 }
 
 fn cooling(d: Duration, reason: &str) -> Health {
     Health::Cooling {
-        until: Instant::now() + d,
+        until: SystemTime::now() + d,
         reason: reason.to_owned(),
     }
+}
+
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

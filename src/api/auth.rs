@@ -1,40 +1,77 @@
-//! Bearer-key middleware for `/v1`: keys compared in constant time, failures logged at debug.
+//! Bearer-key middleware: `/v1` takes any known key (or, in passthrough mode, a Qwen token);
+//! the admin API takes only the admin key. Keys are compared in constant time.
 
 use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::config::{AuthMode, Secret};
 use crate::error::AppError;
+use crate::keys::Caller;
 use crate::state::AppState;
 
-pub async fn require_key(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, AppError> {
-    let presented = req
-        .headers()
+/// Who made the request, put into the request's extensions by the middleware.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub caller: Option<Caller>,
+    /// The caller's own Qwen token (`AUTH_MODE=passthrough`).
+    pub passthrough: Option<Secret>,
+}
+
+fn bearer(req: &Request) -> Option<&str> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    let Some(presented) = presented else {
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+pub async fn require_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let Some(presented) = bearer(&req) else {
         tracing::debug!("request without a bearer key");
         return Err(AppError::Unauthorized);
     };
-    let keys = &state.config().keys;
-    // Every key is compared, so the time taken does not tell which one nearly matched.
-    let mut ok = false;
-    for k in keys.api_keys.iter().chain(keys.admin_key.iter()) {
-        ok |= k.matches(presented);
-    }
-    if !ok {
-        tracing::debug!("request with an unknown key");
-        return Err(AppError::Unauthorized);
-    }
+    let identity = match state.keys().identify(presented) {
+        Some(caller) => Identity {
+            caller: Some(caller),
+            passthrough: None,
+        },
+        None if state.config().auth_mode == AuthMode::Passthrough => Identity {
+            caller: None,
+            passthrough: Some(Secret::new(presented)),
+        },
+        None => {
+            tracing::debug!("request with an unknown key");
+            return Err(AppError::Unauthorized);
+        }
+    };
+    req.extensions_mut().insert(identity);
     Ok(next.run(req).await)
+}
+
+pub async fn require_admin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
+    let Some(presented) = bearer(&req) else {
+        return Err(AppError::Unauthorized);
+    };
+    match state.keys().identify(presented) {
+        Some(Caller::Admin) => Ok(next.run(req).await),
+        Some(Caller::User { .. }) => {
+            tracing::debug!("user key on an admin route");
+            Err(AppError::Forbidden)
+        }
+        None => Err(AppError::Unauthorized),
+    }
 }

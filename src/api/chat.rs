@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -11,12 +12,13 @@ use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
+use super::auth::Identity;
 use super::json::AppJson;
 use crate::chat::AnswerEvent;
 use crate::config::ReasoningFormat;
 use crate::error::AppError;
 use crate::openai::ChatCompletionRequest;
-use crate::proxy::{Progress, ProxyError};
+use crate::proxy::{Progress, ProxyError, RunContext};
 use crate::state::AppState;
 use crate::stream::DecodeOptions;
 use crate::translate::{self, Aggregate, InvalidRequest, StreamEncoder};
@@ -26,6 +28,7 @@ const REASONING_HEADER: &str = "x-reasoning-format";
 
 pub async fn completions(
     State(state): State<AppState>,
+    Extension(identity): Extension<Identity>,
     headers: HeaderMap,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, AppError> {
@@ -50,7 +53,17 @@ pub async fn completions(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let proxied = state.proxy().run(chat, opts, !req.stream);
+    let key_id = identity.caller.as_ref().map(|c| c.key_id().to_owned());
+    let ctx = RunContext {
+        sticky_key: req
+            .user
+            .clone()
+            .filter(|u| !u.is_empty())
+            .or_else(|| key_id.clone()),
+        key_id,
+        passthrough: identity.passthrough,
+    };
+    let proxied = state.proxy().run(chat, opts, !req.stream, ctx);
     let mut resp = if req.stream {
         let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
         let enc = StreamEncoder::new(id, created, req.model, format, include_usage);

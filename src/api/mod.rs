@@ -1,5 +1,6 @@
 //! The HTTP surface: routes, bearer auth, our JSON extractor and thin handlers.
 
+mod admin;
 mod auth;
 mod chat;
 mod health;
@@ -10,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -28,10 +29,29 @@ pub fn routes(state: AppState) -> Router {
             state.clone(),
             auth::require_key,
         ));
+    let admin = Router::new()
+        .route("/api/addAccount", post(admin::add_account))
+        .route(
+            "/api/deleteAccount/{account_id}",
+            delete(admin::delete_account),
+        )
+        .route("/api/accountsHealth", get(admin::accounts_health))
+        .route("/api/reloadConfig", post(admin::reload_config))
+        .route("/api/configStatus", get(admin::config_status))
+        .route("/api/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/api/keys/{id}", delete(admin::delete_key))
+        .route("/api/accounts/{account_id}/proxy", put(admin::set_proxy))
+        .route("/api/usage", get(admin::usage))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
     let public = Router::new()
         .route("/models", get(models::list))
-        .route("/health", get(health::health));
+        .route("/health", get(health::health))
+        .route("/verify", post(admin::verify));
     protected
+        .merge(admin)
         .merge(public)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

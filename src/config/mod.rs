@@ -3,6 +3,7 @@
 mod accounts;
 pub mod parse;
 mod secret;
+mod state;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,9 +12,10 @@ use std::time::Duration;
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
-pub use accounts::{AccountCredential, AccountSpec};
+pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
 pub use parse::Source;
 pub use secret::Secret;
+pub use state::{AuthMode, LifecycleConfig, StoreConfig};
 
 use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
 
@@ -69,6 +71,11 @@ pub struct Config {
     pub output: OutputConfig,
     pub models: ModelsConfig,
     pub pool: PoolConfig,
+    pub auth_mode: AuthMode,
+    pub store: StoreConfig,
+    pub lifecycle: LifecycleConfig,
+    /// The `.env` file watched for changes (`ENV_FILE`, default `.env`).
+    pub env_file: std::path::PathBuf,
     pub log_level: String,
 }
 
@@ -122,8 +129,31 @@ pub struct ModelsConfig {
 pub struct PoolConfig {
     /// How many accounts one request may try before it gives up.
     pub retry_count: usize,
+    /// First cooldown after a rate limit without a period; doubles per repeat up to the max.
     pub rate_limit_cooldown: Duration,
+    pub rate_limit_cooldown_max: Duration,
     pub transient_cooldown: Duration,
+    /// Consecutive transient failures before an account cools down.
+    pub failure_threshold: u32,
+    /// Concurrent requests per account (0: unlimited).
+    pub max_inflight: usize,
+    /// Least time between two requests starting on one account.
+    pub min_interval: Duration,
+    /// How long a request waits for a free account before a 429.
+    pub wait: Duration,
+    /// Same caller, same account (rendezvous hashing over usable accounts).
+    pub sticky: bool,
+    /// Model id → the only account ids that may serve it.
+    pub model_accounts: BTreeMap<String, Vec<String>>,
+}
+
+impl PoolConfig {
+    /// Whether `account` may serve `model` under `MODEL_TO_ACCOUNT_MAP`.
+    pub fn may_serve(&self, account: &str, model: &str) -> bool {
+        self.model_accounts
+            .get(model)
+            .is_none_or(|ids| ids.iter().any(|i| i == account))
+    }
 }
 
 /// A bad configuration value: the message names the variable and the expected form.
@@ -167,7 +197,7 @@ pub const DEFAULT_USER_AGENT: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) 
 
 /// Variables the Node project reads that this version does not act on yet; a line in the log
 /// says so rather than letting people believe they took effect.
-const NOT_YET_SUPPORTED: &[&str] = &["DATA_SAVE_MODE", "REDIS_URL", "AUTH_MODE", "CACHE_MODE"];
+const NOT_YET_SUPPORTED: &[&str] = &["CACHE_MODE"];
 
 impl Config {
     /// Reads the process environment (after `.env` has been loaded into it).
@@ -177,7 +207,8 @@ impl Config {
 
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
         let listen = listen_addr(src)?;
-        let keys = keys(src)?;
+        let auth_mode = state::auth_mode(src)?;
+        let keys = keys(src, auth_mode)?;
         let accounts = accounts::from_source(src)?;
         let reasoning_format = if bool_or(src, "OUTPUT_THINK", true)? {
             choice_or(
@@ -216,10 +247,18 @@ impl Config {
             cache_ttl: seconds_or(src, "MODELS_CACHE_TTL", 3600.0)?,
             aliases: aliases(src)?,
         };
+        let pacing = state::pacing(src)?;
         let pool = PoolConfig {
             retry_count: uint_or(src, "RETRY_COUNT", 3usize, 1)?,
             rate_limit_cooldown: seconds_or(src, "RATE_LIMIT_COOLDOWN_SECONDS", 600.0)?,
+            rate_limit_cooldown_max: pacing.rate_limit_cooldown_max,
             transient_cooldown: seconds_or(src, "TRANSIENT_COOLDOWN_SECONDS", 5.0)?,
+            failure_threshold: pacing.failure_threshold,
+            max_inflight: pacing.max_inflight,
+            min_interval: pacing.min_interval,
+            wait: pacing.wait,
+            sticky: pacing.sticky,
+            model_accounts: pacing.model_accounts,
         };
         let log_level = src.get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
         if tracing_subscriber::EnvFilter::try_new(log_level.to_ascii_lowercase()).is_err() {
@@ -237,6 +276,10 @@ impl Config {
             output,
             models,
             pool,
+            auth_mode,
+            store: state::store(src)?,
+            lifecycle: state::lifecycle(src)?,
+            env_file: state::env_file(src),
             log_level: log_level.to_ascii_lowercase(),
         })
     }
@@ -269,13 +312,13 @@ fn listen_addr(src: &dyn Source) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn keys(src: &dyn Source) -> Result<KeysConfig, ConfigError> {
+fn keys(src: &dyn Source, mode: AuthMode) -> Result<KeysConfig, ConfigError> {
     let api_keys: Vec<Secret> = src
         .get("API_KEY")
         .map(|v| parse::list(&v).into_iter().map(Secret::new).collect())
         .unwrap_or_default();
     let admin = src.get("ADMIN_KEY").map(Secret::new);
-    if api_keys.is_empty() && admin.is_none() {
+    if api_keys.is_empty() && admin.is_none() && mode == AuthMode::Keys {
         return Err(ConfigError::secret(
             "API_KEY",
             "at least one key (comma-separated) so that the API is not open to anyone; \

@@ -179,6 +179,14 @@ impl QwenClient {
         Ok(list.data)
     }
 
+    /// `GET /api/v1/auths/`: whether the upstream still accepts the token.
+    pub async fn check_token(&self, creds: &Credentials) -> Result<(), UpstreamError> {
+        let req = self.request(Method::GET, "/api/v1/auths/", Some(creds), CallKind::Json)?;
+        let resp = self.send(req).await?;
+        let _: serde_json::Value = self.json(resp).await?;
+        Ok(())
+    }
+
     /// `POST /api/v2/chats/new` → the new chat's id.
     pub async fn create_chat(
         &self,

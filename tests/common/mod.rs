@@ -7,7 +7,8 @@ pub mod qwen_sse;
 use std::net::SocketAddr;
 
 use fake_qwen::FakeQwen;
-use qwen2api::{AppState, Config};
+use qwen2api::AppState;
+use qwen2api::reload::Reloader;
 use serde_json::Value;
 
 pub const KEY: &str = "sk-test-key";
@@ -40,19 +41,17 @@ impl TestApp {
         let mut owned: Vec<(String, String)> = vec![
             ("API_KEY".into(), KEY.into()),
             ("QWEN_BASE_URL".into(), base),
+            ("DATA_SAVE_MODE".into(), "none".into()),
         ];
         for (k, v) in vars {
             owned.retain(|(name, _)| name != k);
             owned.push(((*k).to_owned(), (*v).to_owned()));
         }
-        let src = move |name: &str| {
-            owned
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let config = Config::from_source(&src).expect("test configuration is valid");
-        let state = AppState::build(config).await;
+        let reloader = Reloader::new(owned.into_iter().collect());
+        let config = reloader.load().expect("test configuration is valid");
+        let state = AppState::build(config, Some(reloader))
+            .await
+            .expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -1,0 +1,210 @@
+//! Downstream keys: those configured (`API_KEY`, `ADMIN_KEY`) and those created at runtime
+//! (stored hashed, shown once). Identifies callers in constant time.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::config::{KeysConfig, Secret};
+use crate::store::{KeyRecord, Store, StoreError, now_ms};
+
+/// Who is calling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    /// `key_id` is `env-<n>` for the n-th `API_KEY`, else the runtime key's id.
+    User {
+        key_id: String,
+    },
+}
+
+impl Caller {
+    pub fn key_id(&self) -> &str {
+        match self {
+            Caller::Admin => "admin",
+            Caller::User { key_id } => key_id,
+        }
+    }
+}
+
+/// A key as listed by the admin API (never its plaintext).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct KeyView {
+    pub id: String,
+    pub label: String,
+    pub key: String,
+    pub created: Option<i64>,
+    pub source: &'static str,
+}
+
+pub struct KeyRing {
+    env: ArcSwap<KeysConfig>,
+    runtime: ArcSwap<Vec<KeyRecord>>,
+    store: Arc<dyn Store>,
+}
+
+impl KeyRing {
+    pub async fn load(cfg: &KeysConfig, store: Arc<dyn Store>) -> Result<Arc<Self>, StoreError> {
+        let runtime = store.list_keys().await?;
+        Ok(Arc::new(Self {
+            env: ArcSwap::from_pointee(cfg.clone()),
+            runtime: ArcSwap::from_pointee(runtime),
+            store,
+        }))
+    }
+
+    /// Takes the configured keys of a reloaded configuration.
+    pub fn set_env(&self, cfg: &KeysConfig) {
+        self.env.store(Arc::new(cfg.clone()));
+    }
+
+    /// Re-reads runtime keys (another replica may have created or revoked some).
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let keys = self.store.list_keys().await?;
+        self.runtime.store(Arc::new(keys));
+        Ok(())
+    }
+
+    /// Every key is compared, so the time taken does not tell which one nearly matched.
+    pub fn identify(&self, presented: &str) -> Option<Caller> {
+        let env = self.env.load();
+        let mut found: Option<Caller> = None;
+        if env.admin_key.as_ref().is_some_and(|k| k.matches(presented)) {
+            found = Some(Caller::Admin);
+        }
+        for (i, k) in env.api_keys.iter().enumerate() {
+            if k.matches(presented) && found.is_none() {
+                found = Some(Caller::User {
+                    key_id: format!("env-{}", i + 1),
+                });
+            }
+        }
+        let hash = hash_key(presented);
+        for k in self.runtime.load().iter() {
+            let same: bool = k.hash.as_bytes().ct_eq(hash.as_bytes()).into();
+            if same && found.is_none() {
+                found = Some(Caller::User {
+                    key_id: k.id.clone(),
+                });
+            }
+        }
+        found
+    }
+
+    /// Creates a key; its plaintext is returned here and never again.
+    pub async fn create(&self, label: &str) -> Result<(KeyRecord, Secret), StoreError> {
+        let plain = format!("sk-q2a-{}", uuid::Uuid::new_v4().simple());
+        let rec = KeyRecord {
+            id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+            label: label.to_owned(),
+            hash: hash_key(&plain),
+            hint: mask(&plain),
+            created_at: now_ms(),
+        };
+        self.store.insert_key(&rec).await?;
+        self.refresh().await?;
+        Ok((rec, Secret::new(plain)))
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<bool, StoreError> {
+        let removed = self.store.delete_key(id).await?;
+        self.refresh().await?;
+        Ok(removed)
+    }
+
+    pub fn is_configured(&self, id: &str) -> bool {
+        id == "admin" || id.starts_with("env-")
+    }
+
+    pub fn list(&self) -> Vec<KeyView> {
+        let env = self.env.load();
+        let mut out: Vec<KeyView> = env
+            .api_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| KeyView {
+                id: format!("env-{}", i + 1),
+                label: "API_KEY".to_owned(),
+                key: mask(k.expose()),
+                created: None,
+                source: "env",
+            })
+            .collect();
+        out.extend(self.runtime.load().iter().map(|k| KeyView {
+            id: k.id.clone(),
+            label: k.label.clone(),
+            key: k.hint.clone(),
+            created: Some(k.created_at),
+            source: "runtime",
+        }));
+        out
+    }
+}
+
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// `sk-q2a-…9f3c`: enough to recognise a key, not to use it.
+pub fn mask(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() <= 8 {
+        return "…".to_owned();
+    }
+    let head: String = chars.iter().take(4).collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}…{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn cfg() -> KeysConfig {
+        KeysConfig {
+            api_keys: vec![Secret::new("sk-user-1"), Secret::new("sk-user-2")],
+            admin_key: Some(Secret::new("sk-admin")),
+            admin_from_first_api_key: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn identifies_every_kind_of_key() {
+        let ring = KeyRing::load(&cfg(), Arc::new(MemoryStore::new()))
+            .await
+            .unwrap();
+        assert_eq!(ring.identify("sk-admin"), Some(Caller::Admin));
+        assert_eq!(
+            ring.identify("sk-user-2"),
+            Some(Caller::User {
+                key_id: "env-2".into()
+            })
+        );
+        assert_eq!(ring.identify("sk-user"), None);
+        let (rec, plain) = ring.create("ci").await.unwrap();
+        assert_eq!(
+            ring.identify(plain.expose()),
+            Some(Caller::User {
+                key_id: rec.id.clone()
+            })
+        );
+        assert!(
+            !ring
+                .list()
+                .iter()
+                .any(|k| k.key.contains(&plain.expose()[7..]))
+        );
+        assert!(ring.create("ci").await.is_err(), "duplicate label");
+        assert!(ring.revoke(&rec.id).await.unwrap());
+        assert_eq!(ring.identify(plain.expose()), None);
+    }
+
+    #[test]
+    fn masks_keep_only_the_ends() {
+        assert_eq!(mask("sk-q2a-0123456789abcdef"), "sk-q…cdef");
+        assert_eq!(mask("short"), "…");
+    }
+}

@@ -1,0 +1,211 @@
+//! Configuration reload: re-reads the `.env` file (the process environment still wins),
+//! validates it, then applies account and key changes without touching in-flight requests.
+//! A watcher on the file's folder does the same when the file changes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use notify::Watcher;
+
+use crate::accounts::ReloadReport;
+use crate::config::{Config, ConfigError};
+use crate::state::AppState;
+
+/// The variables a reload applies; any other change needs a restart.
+const HOT: &[&str] = &[
+    "API_KEY",
+    "ADMIN_KEY",
+    "ACCOUNTS",
+    "QWEN_COOKIES",
+    "QWEN_AUTH_TOKEN",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read {path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] ConfigError),
+    #[error("cannot apply the new accounts: {0}")]
+    Apply(String),
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReloadOutcome {
+    pub accounts: ReloadReport,
+    pub keys_changed: bool,
+    /// Changed variables that only take effect after a restart.
+    pub restart_required: Vec<String>,
+}
+
+/// Knows where configuration comes from: the process environment as it was before `.env` was
+/// read (it wins), and the `.env` file.
+pub struct Reloader {
+    base: HashMap<String, String>,
+    env_file: PathBuf,
+    applied: Mutex<BTreeMap<String, String>>,
+}
+
+impl Reloader {
+    /// `base` is the environment (without the file's values); `env_file` may not exist.
+    pub fn new(base: HashMap<String, String>) -> Self {
+        let env_file = PathBuf::from(
+            base.get("ENV_FILE")
+                .cloned()
+                .unwrap_or_else(|| ".env".to_owned()),
+        );
+        Self {
+            base,
+            env_file,
+            applied: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// A variable's value as last loaded (environment first, then the file).
+    pub fn var(&self, name: &str) -> Option<String> {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    pub fn env_file(&self) -> &Path {
+        &self.env_file
+    }
+
+    fn file_vars(&self) -> Result<HashMap<String, String>, ReloadError> {
+        let path = self.env_file.display().to_string();
+        let iter = match dotenvy::from_path_iter(&self.env_file) {
+            Ok(iter) => iter,
+            Err(e) if e.not_found() => return Ok(HashMap::new()),
+            Err(e) => {
+                return Err(ReloadError::File {
+                    path,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        iter.map(|item| {
+            item.map_err(|e| ReloadError::File {
+                path: path.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect()
+    }
+
+    /// Reads and validates the configuration; remembers its raw values for the next diff.
+    pub fn load(&self) -> Result<Config, ReloadError> {
+        let mut vars: BTreeMap<String, String> = self.file_vars()?.into_iter().collect();
+        vars.extend(self.base.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let lookup = |name: &str| vars.get(name).cloned();
+        let config = Config::from_source(&lookup)?;
+        *self.applied.lock().unwrap_or_else(PoisonError::into_inner) = vars;
+        Ok(config)
+    }
+
+    fn changed_since_last(&self, next: &BTreeMap<String, String>) -> Vec<String> {
+        let prev = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut names: Vec<String> = prev
+            .keys()
+            .chain(next.keys())
+            .filter(|k| prev.get(*k) != next.get(*k))
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
+
+/// Re-reads and applies the configuration. An invalid file changes nothing.
+pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
+    let Some(reloader) = state.reloader() else {
+        return Err(ReloadError::File {
+            path: "(none)".into(),
+            reason: "this server was started without a configuration file".into(),
+        });
+    };
+    let mut next: BTreeMap<String, String> = reloader.file_vars()?.into_iter().collect();
+    next.extend(reloader.base.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let changed = reloader.changed_since_last(&next);
+    let config = reloader.load()?;
+    let keys_changed = changed.iter().any(|c| c == "API_KEY" || c == "ADMIN_KEY");
+    if keys_changed {
+        state.keys().set_env(&config.keys);
+    }
+    let manager = state.accounts();
+    let report = manager
+        .apply_specs(&config.accounts)
+        .await
+        .map_err(|e| ReloadError::Apply(e.to_string()))?;
+    for id in report.added.iter().chain(report.updated.iter()) {
+        if let Some(a) = manager.pool().get(id) {
+            if a.kind == crate::store::CredentialKind::Password
+                && a.credentials().token.expose().is_empty()
+            {
+                let _ = manager.sign_in(&a).await;
+            }
+        }
+    }
+    let restart_required: Vec<String> = changed
+        .into_iter()
+        .filter(|c| !HOT.contains(&c.as_str()) && c != "ENV_FILE")
+        .collect();
+    tracing::info!(
+        added = ?report.added, removed = ?report.removed, updated = ?report.updated,
+        keys_changed, restart_required = ?restart_required, "configuration reloaded"
+    );
+    Ok(ReloadOutcome {
+        accounts: report,
+        keys_changed,
+        restart_required,
+    })
+}
+
+/// Watches the `.env` file's folder (editors and Docker replace the file rather than write it)
+/// and reloads when the file changes. Returns the watcher, which stops when dropped.
+pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
+    let reloader = state.reloader()?;
+    let file = reloader.env_file().to_path_buf();
+    let name = file.file_name()?.to_owned();
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = tx.send(());
+            }
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the configuration file"))
+    .ok()?;
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
+        return None;
+    }
+    let state = state.clone();
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // Editors write in several steps: wait for the burst to end.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            while rx.try_recv().is_ok() {}
+            if let Err(e) = reload(&state).await {
+                tracing::error!(error = %e, "configuration change rejected; the previous configuration stays");
+            }
+        }
+    });
+    tracing::info!(file = %file.display(), "watching the configuration file");
+    Some(watcher)
+}

@@ -1,0 +1,331 @@
+//! Persistence behind one narrow trait named for what the app needs: accounts and their status,
+//! downstream keys, usage counters, runtime settings and the shared round-robin position.
+//! Backends: in-memory (`none`), embedded SQLite (`file`, the default) and Redis (`redis`), each in
+//! its own module owning its schema; `crypt` wraps any of them to encrypt credentials at rest.
+
+pub mod crypt;
+pub mod memory;
+pub mod redis;
+pub mod sqlite;
+#[cfg(test)]
+mod suite;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+
+use crate::config::Secret;
+
+pub use crypt::Encrypted;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+pub use sqlite::SqliteStore;
+
+/// `DATA_SAVE_MODE`: where state lives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SaveMode {
+    /// Memory only; everything is lost on exit.
+    None,
+    /// An embedded SQLite database at `DATA_DIR/qwen2api.db`.
+    #[default]
+    File,
+    /// A Redis server (`REDIS_URL`), shared by every replica pointed at it.
+    Redis,
+}
+
+impl SaveMode {
+    pub const CHOICES: &[(&str, SaveMode)] = &[
+        ("none", Self::None),
+        ("file", Self::File),
+        ("redis", Self::Redis),
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        let lower = value.trim().to_ascii_lowercase();
+        Self::CHOICES
+            .iter()
+            .find(|(n, _)| *n == lower)
+            .map(|(_, v)| *v)
+    }
+}
+
+/// The SQLite file's name inside `DATA_DIR`.
+pub const SQLITE_FILE: &str = "qwen2api.db";
+
+/// Opens the store chosen by `DATA_SAVE_MODE`, wrapped in [`Encrypted`] when a
+/// `DATA_ENCRYPTION_KEY` is given.
+pub async fn open(
+    mode: SaveMode,
+    data_dir: &Path,
+    redis_url: Option<&str>,
+    prefix: &str,
+    encryption_key: Option<&Secret>,
+) -> StoreResult<Arc<dyn Store>> {
+    let store: Arc<dyn Store> = match mode {
+        SaveMode::None => Arc::new(MemoryStore::new()),
+        SaveMode::File => {
+            let path = data_dir.join(SQLITE_FILE);
+            // Opening creates directories, runs migrations and fsyncs: blocking work.
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+                .await
+                .map_err(|e| StoreError::Backend(format!("sqlite open task failed: {e}")))??;
+            Arc::new(store)
+        }
+        SaveMode::Redis => {
+            let Some(url) = redis_url else {
+                return Err(StoreError::Backend(
+                    "DATA_SAVE_MODE=redis needs REDIS_URL".to_owned(),
+                ));
+            };
+            Arc::new(RedisStore::connect(url, prefix).await?)
+        }
+    };
+    Ok(match encryption_key {
+        Some(key) => Arc::new(Encrypted::new(store, key)),
+        None => store,
+    })
+}
+
+/// Today's date in UTC as `YYYY-MM-DD`, the day usage counters are filed under.
+pub fn today() -> String {
+    let date = time::OffsetDateTime::now_utc().date();
+    format!(
+        "{:04}-{:02}-{:02}",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    )
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// How an account signs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// Email and password: can sign in again.
+    Password,
+    /// A JWT (maybe with browser cookies): cannot sign in again.
+    Token,
+}
+
+/// Where an account comes from: the environment (re-applied at every start and reload; the
+/// environment wins for its credentials) or the admin API (lives in the store only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Env,
+    Runtime,
+}
+
+/// One Qwen account as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub id: String,
+    pub kind: CredentialKind,
+    pub email: Option<String>,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub cookies: Option<Secret>,
+    /// The JWT's `exp`, unix seconds.
+    pub token_expires_at: Option<i64>,
+    /// Outbound proxy for this account only.
+    pub proxy: Option<String>,
+    pub origin: Origin,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    #[default]
+    Active,
+    Cooling,
+    Disabled,
+}
+
+/// An account's health, shared between replicas (a cooldown set by one is honoured by all).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AccountStatus {
+    pub state: HealthState,
+    /// Unix milliseconds; for `Cooling`, when the account may be used again.
+    pub until_ms: Option<i64>,
+    pub reason: Option<String>,
+    /// Consecutive failures (reset by a success).
+    pub failure_count: u32,
+    /// Unix milliseconds of the last lease.
+    pub last_used_ms: Option<i64>,
+}
+
+/// A downstream API key created at runtime. Only its hash is stored.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRecord {
+    pub id: String,
+    pub label: String,
+    /// Lower-case sha256 hex of the key.
+    pub hash: String,
+    /// A masked form for listings, e.g. `sk-q2a-…9f3c`.
+    pub hint: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// Whose usage a counter is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subject {
+    Account(String),
+    Key(String),
+}
+
+/// Counts to add for one subject on one day.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageDelta {
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub subject: Subject,
+    pub requests: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// Stored totals for one subject on one day (same fields as the delta).
+pub type UsageRow = UsageDelta;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique id or label is taken.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What the app needs from persistence. Every write that returns `Ok` is durable for the
+/// backend (on disk for SQLite, acknowledged by the server for Redis).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `memory`, `sqlite` or `redis`, for logs.
+    fn backend(&self) -> &'static str;
+
+    /// Every account, sorted by `created_at`, then id.
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>>;
+    /// Inserts or replaces by id. The account's status is kept.
+    async fn upsert_account(&self, account: &AccountRecord) -> StoreResult<()>;
+    /// Inserts; `Conflict` when the id exists.
+    async fn insert_account(&self, account: &AccountRecord) -> StoreResult<()>;
+    /// Removes the account and its status; false when there was none.
+    async fn delete_account(&self, id: &str) -> StoreResult<bool>;
+
+    async fn account_statuses(&self) -> StoreResult<HashMap<String, AccountStatus>>;
+    async fn set_account_status(&self, id: &str, status: &AccountStatus) -> StoreResult<()>;
+
+    /// Every key, sorted by `created_at`, then id.
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>>;
+    /// `Conflict` when the id or the label exists.
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
+    async fn delete_key(&self, id: &str) -> StoreResult<bool>;
+
+    /// Adds the deltas (several per call; they are batched by the caller).
+    async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()>;
+    /// Totals from `since_day` (inclusive, `YYYY-MM-DD`) on, sorted by day then subject.
+    async fn usage(&self, since_day: &str) -> StoreResult<Vec<UsageRow>>;
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
+
+    /// The next round-robin position, shared by every process using this store; strictly
+    /// increasing (the first is 1). It need not survive a crash, so backends may skip the fsync.
+    async fn next_turn(&self) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_mode_parses_the_documented_names() {
+        assert_eq!(SaveMode::parse(" File "), Some(SaveMode::File));
+        assert_eq!(SaveMode::parse("none"), Some(SaveMode::None));
+        assert_eq!(SaveMode::parse("redis"), Some(SaveMode::Redis));
+        assert_eq!(SaveMode::parse("sqlite"), None);
+        assert_eq!(SaveMode::default(), SaveMode::File);
+    }
+
+    #[test]
+    fn today_is_a_utc_date_and_now_is_in_milliseconds() {
+        let day = today();
+        let expected = time::OffsetDateTime::now_utc().date();
+        assert_eq!(day.len(), 10, "{day}");
+        assert!(day.starts_with(&format!("{}-", expected.year())), "{day}");
+        assert_eq!(&day[4..5], "-");
+        assert_eq!(&day[7..8], "-");
+        let now = now_ms();
+        // Between 2024 and 2100, in milliseconds.
+        assert!(
+            (1_704_067_200_000..4_102_444_800_000).contains(&now),
+            "{now}"
+        );
+    }
+
+    #[tokio::test]
+    async fn open_picks_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().join("data");
+
+        let memory = open(SaveMode::None, &data_dir, None, "qwen2api:", None)
+            .await
+            .unwrap();
+        assert_eq!(memory.backend(), "memory");
+        assert!(!data_dir.exists(), "memory mode writes nothing");
+
+        let file = open(SaveMode::File, &data_dir, None, "qwen2api:", None)
+            .await
+            .unwrap();
+        assert_eq!(file.backend(), "sqlite");
+        assert!(data_dir.join(SQLITE_FILE).is_file());
+
+        let Err(StoreError::Backend(message)) =
+            open(SaveMode::Redis, &data_dir, None, "qwen2api:", None).await
+        else {
+            panic!("redis without a URL must fail");
+        };
+        assert_eq!(message, "DATA_SAVE_MODE=redis needs REDIS_URL");
+    }
+
+    #[tokio::test]
+    async fn open_with_a_key_seals_credentials_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Secret::new("passphrase");
+        let account = suite::account("alice@example.com", CredentialKind::Password, 1);
+        let store = open(SaveMode::File, dir.path(), None, "", Some(&key))
+            .await
+            .unwrap();
+        store.insert_account(&account).await.unwrap();
+        assert_eq!(
+            store.list_accounts().await.unwrap(),
+            std::slice::from_ref(&account)
+        );
+        drop(store);
+
+        let raw = SqliteStore::open(&dir.path().join(SQLITE_FILE)).unwrap();
+        let stored = raw.list_accounts().await.unwrap().remove(0);
+        assert!(stored.password.unwrap().expose().starts_with("enc:v1:"));
+        assert!(stored.token.unwrap().expose().starts_with("enc:v1:"));
+
+        let reopened = open(SaveMode::File, dir.path(), None, "", Some(&key))
+            .await
+            .unwrap();
+        assert_eq!(reopened.list_accounts().await.unwrap(), [account]);
+    }
+}

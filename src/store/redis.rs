@@ -1,0 +1,716 @@
+//! `RedisStore`: the `DATA_SAVE_MODE=redis` backend, shared by every replica pointed at one
+//! server; owns the key layout under the prefix. Nothing is cached locally, so a write by one
+//! process is seen by the others at once.
+//!
+//! Layout under `prefix` (default `qwen2api:`):
+//! - `accounts`: hash, id → JSON record (credentials as strings; see `Encrypted` for sealing)
+//! - `status`: hash, id → JSON `AccountStatus`
+//! - `keys`: hash, id → JSON `KeyRecord`; `key_labels`: hash, label → id (the uniqueness index)
+//! - `settings`: hash, name → value
+//! - `turn`: integer, `INCR`ed for the round-robin position
+//! - `usage:<day>`: hash, `<subject>|requests`, `<subject>|prompt`, `<subject>|completion` →
+//!   counts, where `<subject>` is `account:<id>` or `key:<id>`; `usage_days`: set of those days
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Cmd, FromRedisValue, Pipeline, RedisError};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AccountRecord, AccountStatus, CredentialKind, KeyRecord, Origin, Store, StoreError,
+    StoreResult, Subject, UsageDelta, UsageRow,
+};
+use crate::config::Secret;
+
+/// Adds a key only if neither its id nor its label is taken, in one step, so two replicas
+/// creating the same label cannot both succeed. Returns 0 (added), 1 (id taken) or 2 (label
+/// taken). KEYS: keys, key_labels. ARGV: id, label, JSON.
+const INSERT_KEY: &str = r"
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 1 end
+if redis.call('HSETNX', KEYS[2], ARGV[2], ARGV[1]) == 0 then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 0
+";
+
+/// Removes a key and its label in one step; the label goes only while it still names this
+/// key. Returns 1 if the key existed. KEYS: keys, key_labels. ARGV: id.
+const DELETE_KEY: &str = r"
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if not json then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local label = cjson.decode(json)['label']
+if redis.call('HGET', KEYS[2], label) == ARGV[1] then redis.call('HDEL', KEYS[2], label) end
+return 1
+";
+
+/// How long one command may take before it fails (the client's default, 500 ms, is short for
+/// a busy server across a network).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Attempts after the first, with exponential backoff from 100 ms (about 6 s in all).
+const CONNECT_RETRIES: usize = 6;
+
+/// A multiplexed, self-reconnecting connection and the key prefix.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: String,
+}
+
+/// `AccountRecord` as stored: the same fields with credentials as plain strings.
+#[derive(Serialize, Deserialize)]
+struct StoredAccount {
+    id: String,
+    kind: CredentialKind,
+    email: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    cookies: Option<String>,
+    token_expires_at: Option<i64>,
+    proxy: Option<String>,
+    origin: Origin,
+    created_at: i64,
+}
+
+impl From<&AccountRecord> for StoredAccount {
+    fn from(a: &AccountRecord) -> Self {
+        let plain = |s: &Option<Secret>| s.as_ref().map(|s| s.expose().to_owned());
+        Self {
+            id: a.id.clone(),
+            kind: a.kind,
+            email: a.email.clone(),
+            password: plain(&a.password),
+            token: plain(&a.token),
+            cookies: plain(&a.cookies),
+            token_expires_at: a.token_expires_at,
+            proxy: a.proxy.clone(),
+            origin: a.origin,
+            created_at: a.created_at,
+        }
+    }
+}
+
+impl From<StoredAccount> for AccountRecord {
+    fn from(a: StoredAccount) -> Self {
+        Self {
+            id: a.id,
+            kind: a.kind,
+            email: a.email,
+            password: a.password.map(Secret::new),
+            token: a.token.map(Secret::new),
+            cookies: a.cookies.map(Secret::new),
+            token_expires_at: a.token_expires_at,
+            proxy: a.proxy,
+            origin: a.origin,
+            created_at: a.created_at,
+        }
+    }
+}
+
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(backend)`, which passes the error by value"
+)]
+fn backend(e: RedisError) -> StoreError {
+    StoreError::Backend(format!("redis: {e}"))
+}
+
+/// Never echoes the JSON: an account's holds its credentials.
+fn decode<T: for<'de> Deserialize<'de>>(what: &str, id: &str, json: &str) -> StoreResult<T> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Backend(format!(
+            "redis: unreadable {what} {id} at line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+fn encode<T: Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("redis: {e}")))
+}
+
+fn subject_field(subject: &Subject) -> String {
+    match subject {
+        Subject::Account(id) => format!("account:{id}"),
+        Subject::Key(id) => format!("key:{id}"),
+    }
+}
+
+/// `account:<id>|requests` → the subject and the counter's column. The id may itself hold
+/// `|` or `:`, so split on the last `|` and the first `:`.
+fn parse_usage_field(field: &str) -> Option<(Subject, usize)> {
+    let (subject, counter) = field.rsplit_once('|')?;
+    let column = match counter {
+        "requests" => 0,
+        "prompt" => 1,
+        "completion" => 2,
+        _ => return None,
+    };
+    let subject = match subject.split_once(':')? {
+        ("account", id) => Subject::Account(id.to_owned()),
+        ("key", id) => Subject::Key(id.to_owned()),
+        _ => return None,
+    };
+    Some((subject, column))
+}
+
+fn to_i64(value: u64) -> StoreResult<i64> {
+    i64::try_from(value).map_err(|_| StoreError::Backend(format!("{value} is too large")))
+}
+
+impl RedisStore {
+    /// Connects and checks the server answers. A server still starting (as beside us in
+    /// docker-compose) gets a few retries over several seconds.
+    pub async fn connect(url: &str, prefix: &str) -> StoreResult<Self> {
+        Self::connect_with_retries(url, prefix, CONNECT_RETRIES).await
+    }
+
+    async fn connect_with_retries(url: &str, prefix: &str, retries: usize) -> StoreResult<Self> {
+        // The URL may hold a password: errors name the host and port, never the URL.
+        let client = Client::open(url).map_err(|e| {
+            StoreError::Backend(format!(
+                "REDIS_URL is not a usable Redis URL: {:?}",
+                e.kind()
+            ))
+        })?;
+        let addr = client.get_connection_info().addr().to_string();
+        let config = ConnectionManagerConfig::new()
+            .set_number_of_retries(retries)
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| StoreError::Backend(format!("cannot connect to Redis at {addr}: {e}")))?;
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+        };
+        let pong: String = store.query(&::redis::cmd("PING")).await?;
+        if pong != "PONG" {
+            return Err(StoreError::Backend(format!(
+                "Redis at {addr} answered PING with {pong:?}"
+            )));
+        }
+        Ok(store)
+    }
+
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn usage_key(&self, day: &str) -> String {
+        format!("{}usage:{day}", self.prefix)
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> StoreResult<T> {
+        // Cloning the manager is cheap and shares its one multiplexed connection.
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(backend)
+    }
+
+    async fn query_pipe<T: FromRedisValue>(&self, pipe: &Pipeline) -> StoreResult<T> {
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(backend)
+    }
+
+    fn hset(&self, hash: &str, field: &str, value: &str) -> Cmd {
+        let mut cmd = ::redis::cmd("HSET");
+        cmd.arg(self.key(hash)).arg(field).arg(value);
+        cmd
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<AccountRecord>> {
+        let all: HashMap<String, String> = self
+            .query(::redis::cmd("HGETALL").arg(self.key("accounts")))
+            .await?;
+        let mut accounts = all
+            .iter()
+            .map(|(id, json)| decode::<StoredAccount>("account", id, json).map(Into::into))
+            .collect::<StoreResult<Vec<AccountRecord>>>()?;
+        accounts.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(accounts)
+    }
+
+    async fn upsert_account(&self, account: &AccountRecord) -> StoreResult<()> {
+        let json = encode(&StoredAccount::from(account))?;
+        self.query::<()>(&self.hset("accounts", &account.id, &json))
+            .await
+    }
+
+    async fn insert_account(&self, account: &AccountRecord) -> StoreResult<()> {
+        let json = encode(&StoredAccount::from(account))?;
+        let added: bool = self
+            .query(
+                ::redis::cmd("HSETNX")
+                    .arg(self.key("accounts"))
+                    .arg(&account.id)
+                    .arg(json),
+            )
+            .await?;
+        if added {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("account {}", account.id)))
+        }
+    }
+
+    async fn delete_account(&self, id: &str) -> StoreResult<bool> {
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("HDEL")
+            .arg(self.key("accounts"))
+            .arg(id)
+            .cmd("HDEL")
+            .arg(self.key("status"))
+            .arg(id)
+            .ignore();
+        let (deleted,): (u64,) = self.query_pipe(&pipe).await?;
+        Ok(deleted > 0)
+    }
+
+    async fn account_statuses(&self) -> StoreResult<HashMap<String, AccountStatus>> {
+        let all: HashMap<String, String> = self
+            .query(::redis::cmd("HGETALL").arg(self.key("status")))
+            .await?;
+        all.into_iter()
+            .map(|(id, json)| {
+                let status = decode("status of account", &id, &json)?;
+                Ok((id, status))
+            })
+            .collect()
+    }
+
+    async fn set_account_status(&self, id: &str, status: &AccountStatus) -> StoreResult<()> {
+        let json = encode(status)?;
+        self.query::<()>(&self.hset("status", id, &json)).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<KeyRecord>> {
+        let all: HashMap<String, String> = self
+            .query(::redis::cmd("HGETALL").arg(self.key("keys")))
+            .await?;
+        let mut keys = all
+            .iter()
+            .map(|(id, json)| decode::<KeyRecord>("key", id, json))
+            .collect::<StoreResult<Vec<_>>>()?;
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()> {
+        let json = encode(key)?;
+        let outcome: u8 = self
+            .query(
+                ::redis::cmd("EVAL")
+                    .arg(INSERT_KEY)
+                    .arg(2)
+                    .arg(self.key("keys"))
+                    .arg(self.key("key_labels"))
+                    .arg(&key.id)
+                    .arg(&key.label)
+                    .arg(json),
+            )
+            .await?;
+        match outcome {
+            0 => Ok(()),
+            1 => Err(StoreError::Conflict(format!("key {}", key.id))),
+            _ => Err(StoreError::Conflict(format!("key label {}", key.label))),
+        }
+    }
+
+    async fn delete_key(&self, id: &str) -> StoreResult<bool> {
+        let deleted: u8 = self
+            .query(
+                ::redis::cmd("EVAL")
+                    .arg(DELETE_KEY)
+                    .arg(2)
+                    .arg(self.key("keys"))
+                    .arg(self.key("key_labels"))
+                    .arg(id),
+            )
+            .await?;
+        Ok(deleted == 1)
+    }
+
+    async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // MULTI/EXEC: a batch is counted whole or not at all, and no reader sees half of it.
+        let mut pipe = ::redis::pipe();
+        pipe.atomic();
+        let days_key = self.key("usage_days");
+        for delta in batch {
+            let hash = self.usage_key(&delta.day);
+            let subject = subject_field(&delta.subject);
+            for (counter, value) in [
+                ("requests", delta.requests),
+                ("prompt", delta.prompt_tokens),
+                ("completion", delta.completion_tokens),
+            ] {
+                pipe.cmd("HINCRBY")
+                    .arg(&hash)
+                    .arg(format!("{subject}|{counter}"))
+                    .arg(to_i64(value)?)
+                    .ignore();
+            }
+            pipe.cmd("SADD").arg(&days_key).arg(&delta.day).ignore();
+        }
+        self.query_pipe::<()>(&pipe).await
+    }
+
+    async fn usage(&self, since_day: &str) -> StoreResult<Vec<UsageRow>> {
+        let mut days: Vec<String> = self
+            .query(::redis::cmd("SMEMBERS").arg(self.key("usage_days")))
+            .await?;
+        days.retain(|day| day.as_str() >= since_day);
+        if days.is_empty() {
+            return Ok(Vec::new());
+        }
+        days.sort();
+        let mut pipe = ::redis::pipe();
+        for day in &days {
+            pipe.cmd("HGETALL").arg(self.usage_key(day));
+        }
+        let hashes: Vec<HashMap<String, u64>> = self.query_pipe(&pipe).await?;
+        let mut rows = Vec::new();
+        for (day, fields) in days.into_iter().zip(hashes) {
+            let mut totals: BTreeMap<Subject, [u64; 3]> = BTreeMap::new();
+            for (field, value) in fields {
+                let Some((subject, column)) = parse_usage_field(&field) else {
+                    return Err(StoreError::Backend(format!(
+                        "redis: unreadable usage field {field:?} on {day}"
+                    )));
+                };
+                totals.entry(subject).or_default()[column] = value;
+            }
+            rows.extend(totals.into_iter().map(|(subject, [r, p, c])| UsageRow {
+                day: day.clone(),
+                subject,
+                requests: r,
+                prompt_tokens: p,
+                completion_tokens: c,
+            }));
+        }
+        Ok(rows)
+    }
+
+    async fn get_setting(&self, name: &str) -> StoreResult<Option<String>> {
+        self.query(::redis::cmd("HGET").arg(self.key("settings")).arg(name))
+            .await
+    }
+
+    async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()> {
+        self.query::<()>(&self.hset("settings", name, value)).await
+    }
+
+    async fn next_turn(&self) -> StoreResult<u64> {
+        self.query(::redis::cmd("INCR").arg(self.key("turn"))).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex, Weak};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::store::suite;
+
+    /// A throwaway `redis-server` on a free loopback port, killed when the last test using it
+    /// drops its handle. Tests share it and keep apart by key prefix.
+    struct RedisServer {
+        child: Child,
+        url: String,
+    }
+
+    impl Drop for RedisServer {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    static SERVER: Mutex<Weak<RedisServer>> = Mutex::new(Weak::new());
+
+    /// The shared server, started if none is running; `None` (with a note) when `redis-server`
+    /// is not installed, unless `CI=true`, where that is a failure.
+    fn server() -> Option<Arc<RedisServer>> {
+        let mut shared = SERVER
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(server) = shared.upgrade() {
+            return Some(server);
+        }
+        let server = Arc::new(start()?);
+        *shared = Arc::downgrade(&server);
+        Some(server)
+    }
+
+    fn start() -> Option<RedisServer> {
+        // The port can be taken between choosing and binding it; try a few.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let spawned = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match spawned {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    assert!(
+                        std::env::var("CI").as_deref() != Ok("true"),
+                        "redis-server is not installed, and CI=true requires the Redis tests"
+                    );
+                    eprintln!("note: redis-server not found; skipping the Redis store tests");
+                    return None;
+                }
+                Err(e) => panic!("cannot start redis-server: {e}"),
+            };
+            let mut server = RedisServer {
+                child,
+                url: format!("redis://127.0.0.1:{port}/"),
+            };
+            if wait_ready(&mut server, port) {
+                return Some(server);
+            }
+        }
+        panic!("redis-server did not come up on any of 5 ports");
+    }
+
+    /// Polls PING until the server answers; false if it exited (port taken) or never did.
+    fn wait_ready(server: &mut RedisServer, port: u16) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if server.child.try_wait().expect("child status").is_some() {
+                return false;
+            }
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+                let mut reply = [0; 7];
+                let answered = stream
+                    .set_read_timeout(Some(Duration::from_secs(1)))
+                    .is_ok()
+                    && stream.write_all(b"PING\r\n").is_ok()
+                    && stream.read_exact(&mut reply).is_ok();
+                if answered && &reply == b"+PONG\r\n" {
+                    return true;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    fn unique_prefix() -> String {
+        format!("test:{}:", uuid::Uuid::new_v4().simple())
+    }
+
+    #[tokio::test]
+    async fn redis_passes_the_suite() {
+        let Some(server) = server() else { return };
+        let store = RedisStore::connect(&server.url, &unique_prefix())
+            .await
+            .expect("connect");
+        suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn redis_replicas_share_state_at_once() {
+        let Some(server) = server() else { return };
+        let prefix = unique_prefix();
+        let one = RedisStore::connect(&server.url, &prefix)
+            .await
+            .expect("one");
+        let two = RedisStore::connect(&server.url, &prefix)
+            .await
+            .expect("two");
+
+        suite::fill(&one).await;
+        assert_eq!(suite::snapshot(&two).await, suite::snapshot(&one).await);
+
+        // A cooldown set by one replica is what the other reads next.
+        let cooling = AccountStatus {
+            state: crate::store::HealthState::Cooling,
+            until_ms: Some(42),
+            reason: Some("rate_limited".to_owned()),
+            failure_count: 1,
+            last_used_ms: None,
+        };
+        one.set_account_status("alice@example.com", &cooling)
+            .await
+            .unwrap();
+        assert_eq!(
+            two.account_statuses()
+                .await
+                .unwrap()
+                .get("alice@example.com"),
+            Some(&cooling)
+        );
+        assert!(two.delete_account("alice@example.com").await.unwrap());
+        assert!(
+            !one.account_statuses()
+                .await
+                .unwrap()
+                .contains_key("alice@example.com")
+        );
+
+        // One round-robin position for both.
+        let turns = [
+            one.next_turn().await.unwrap(),
+            two.next_turn().await.unwrap(),
+            one.next_turn().await.unwrap(),
+            two.next_turn().await.unwrap(),
+        ];
+        assert_eq!(turns, [1, 2, 3, 4]);
+
+        // A label taken through one replica is taken for the other.
+        let Err(StoreError::Conflict(what)) = two.insert_key(&suite::key("key-9", "ci", 9)).await
+        else {
+            panic!("the label is taken");
+        };
+        assert_eq!(what, "key label ci");
+        let Err(StoreError::Conflict(what)) = two
+            .insert_account(&suite::account(
+                "account_1",
+                crate::store::CredentialKind::Token,
+                9,
+            ))
+            .await
+        else {
+            panic!("the id is taken");
+        };
+        assert_eq!(what, "account account_1");
+
+        // Another prefix is another world.
+        let other = RedisStore::connect(&server.url, &unique_prefix())
+            .await
+            .expect("other");
+        assert_eq!(other.list_accounts().await.unwrap(), []);
+        assert_eq!(other.next_turn().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn redis_key_layout_is_as_documented() {
+        let Some(server) = server() else { return };
+        let prefix = unique_prefix();
+        let store = RedisStore::connect(&server.url, &prefix)
+            .await
+            .expect("connect");
+        suite::fill(&store).await;
+        store.next_turn().await.unwrap();
+
+        let mut conn = Client::open(server.url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = ::redis::cmd("KEYS")
+            .arg(format!("{prefix}*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        keys.sort();
+        let expected: Vec<String> = [
+            "accounts",
+            "key_labels",
+            "keys",
+            "settings",
+            "status",
+            "turn",
+            "usage:2025-02-01",
+            "usage:2025-02-02",
+            "usage_days",
+        ]
+        .iter()
+        .map(|k| format!("{prefix}{k}"))
+        .collect();
+        assert_eq!(keys, expected);
+
+        let usage: BTreeMap<String, u64> = ::redis::cmd("HGETALL")
+            .arg(format!("{prefix}usage:2025-02-02"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let expected: BTreeMap<String, u64> = [
+            ("account:account_1|requests".to_owned(), 4),
+            ("account:account_1|prompt".to_owned(), 5),
+            ("account:account_1|completion".to_owned(), 6),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(usage, expected);
+
+        let label: String = ::redis::cmd("HGET")
+            .arg(format!("{prefix}key_labels"))
+            .arg("ci")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(label, "key-1");
+        let account: serde_json::Value = serde_json::from_str(
+            &::redis::cmd("HGET")
+                .arg(format!("{prefix}accounts"))
+                .arg("alice@example.com")
+                .query_async::<String>(&mut conn)
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(account["password"], suite::PASSWORD);
+        assert_eq!(account["kind"], "password");
+        assert_eq!(account["origin"], "runtime");
+    }
+
+    #[tokio::test]
+    async fn redis_unreachable_is_a_backend_error_without_the_url() {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let url = format!("redis://:hunter2-secret@127.0.0.1:{port}/");
+        // No retries: the backoff would only slow the test down.
+        let Err(StoreError::Backend(message)) =
+            RedisStore::connect_with_retries(&url, "x:", 0).await
+        else {
+            panic!("nothing listens there");
+        };
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(
+            message.starts_with(&format!("cannot connect to Redis at 127.0.0.1:{port}: ")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn usage_fields_parse_back() {
+        assert_eq!(
+            parse_usage_field("account:a|b:c|requests"),
+            Some((Subject::Account("a|b:c".to_owned()), 0))
+        );
+        assert_eq!(
+            parse_usage_field("key:k|completion"),
+            Some((Subject::Key("k".to_owned()), 2))
+        );
+        assert_eq!(parse_usage_field("key:k|tokens"), None);
+        assert_eq!(parse_usage_field("user:k|prompt"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! Usage counters: per account and per downstream key, per day. Recorded in memory on the
+//! request path and written to the store in batches, off the request path.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::store::{Store, Subject, UsageDelta, today};
+
+#[derive(Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    prompt: u64,
+    completion: u64,
+}
+
+pub struct UsageRecorder {
+    store: Arc<dyn Store>,
+    pending: Mutex<HashMap<(String, Subject), Counts>>,
+}
+
+impl UsageRecorder {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            pending: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Counts one completed request for its account and (when known) its key.
+    pub fn record(&self, account: &str, key: Option<&str>, prompt: u64, completion: u64) {
+        let day = today();
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let subjects = std::iter::once(Subject::Account(account.to_owned()))
+            .chain(key.map(|k| Subject::Key(k.to_owned())));
+        for subject in subjects {
+            let c = pending.entry((day.clone(), subject)).or_default();
+            c.requests += 1;
+            c.prompt += prompt;
+            c.completion += completion;
+        }
+    }
+
+    /// Writes what has been counted so far; kept for the next flush if the store fails.
+    pub async fn flush(&self) {
+        let taken: Vec<((String, Subject), Counts)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.drain().collect()
+        };
+        if taken.is_empty() {
+            return;
+        }
+        let batch: Vec<UsageDelta> = taken
+            .iter()
+            .map(|((day, subject), c)| UsageDelta {
+                day: day.clone(),
+                subject: subject.clone(),
+                requests: c.requests,
+                prompt_tokens: c.prompt,
+                completion_tokens: c.completion,
+            })
+            .collect();
+        if let Err(e) = self.store.add_usage(&batch).await {
+            tracing::warn!(error = %e, "cannot store usage counters; keeping them for the next try");
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            for (k, c) in taken {
+                let e = pending.entry(k).or_default();
+                e.requests += c.requests;
+                e.prompt += c.prompt;
+                e.completion += c.completion;
+            }
+        }
+    }
+
+    pub fn spawn_flusher(self: &Arc<Self>, every: Duration) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                this.flush().await;
+            }
+        });
+    }
+}
