@@ -8,24 +8,49 @@ use axum::middleware;
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
+use crate::api;
 use crate::state::AppState;
 
+/// The main listener's app: the client API, plus the admin API unless `ADMIN_LISTEN_ADDRESS`
+/// gives it a listener of its own.
 pub fn router(state: AppState) -> Router {
-    // Outermost first: every request, including rejected ones, is logged once.
-    crate::api::routes(state).layer(middleware::from_fn(crate::telemetry::log_requests))
+    let mut routes = api::public_routes(&state);
+    if state.config().server.admin_listen.is_none() {
+        routes = routes.merge(api::admin_routes(&state));
+    }
+    with_logging(api::finish(routes, state))
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve(
+/// The admin listener's app.
+pub fn admin_router(state: AppState) -> Router {
+    with_logging(api::finish(api::admin_routes(&state), state))
+}
+
+fn with_logging(app: Router) -> Router {
+    // Outermost: every request, including rejected ones, is logged once.
+    app.layer(middleware::from_fn(crate::telemetry::log_requests))
+}
+
+/// Serves `app` until `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve_app(
     listener: TcpListener,
-    state: AppState,
+    app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Small SSE writes must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state))
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Serves the main app (see [`router`]).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_app(listener, router(state), shutdown).await
 }

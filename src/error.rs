@@ -38,6 +38,8 @@ pub enum AppError {
     SignIn(UpstreamError),
     #[error("storage failed: {0}")]
     Store(String),
+    #[error("too many requests in flight")]
+    Overloaded,
     #[error("the model `{0}` does not exist")]
     ModelNotFound(String),
     #[error("no route for {0}")]
@@ -164,6 +166,13 @@ impl AppError {
                 "storage_error",
                 "The change could not be stored; nothing was changed.".to_owned(),
             ),
+            AppError::Overloaded => Rendered::new(
+                S::SERVICE_UNAVAILABLE,
+                "server_error",
+                "server_overloaded",
+                "The server is at its limit of concurrent requests; retry shortly.".to_owned(),
+            )
+            .retry_after(Duration::from_secs(1)),
             AppError::ModelNotFound(_) => Rendered {
                 param: Some("model".to_owned()),
                 ..Rendered::new(
@@ -200,6 +209,12 @@ fn render_proxy(err: &ProxyError) -> Rendered {
             "Every Qwen account is rate-limited or cooling down; retry later.".to_owned(),
         )
         .retry_after(*retry_after),
+        ProxyError::PassthroughRejected => Rendered::new(
+            S::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "chat.qwen.ai rejected the token sent as the bearer key (passthrough mode).".to_owned(),
+        ),
         ProxyError::AllBusy { retry_after } => Rendered::new(
             S::TOO_MANY_REQUESTS,
             "rate_limit_error",

@@ -114,8 +114,21 @@ impl KeyRing {
         Ok(removed)
     }
 
+    /// Whether `id` names a key from `API_KEY`/`ADMIN_KEY` (revoked by editing those).
     pub fn is_configured(&self, id: &str) -> bool {
-        id == "admin" || id.starts_with("env-")
+        let env = self.env.load();
+        match id
+            .strip_prefix("env-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            Some(n) => (1..=env.api_keys.len()).contains(&n),
+            None => id == "admin" && env.admin_key.is_some(),
+        }
+    }
+
+    /// Whether the admin key is the first `API_KEY` (no `ADMIN_KEY` set), as now configured.
+    pub fn admin_from_first_api_key(&self) -> bool {
+        self.env.load().admin_from_first_api_key
     }
 
     pub fn list(&self) -> Vec<KeyView> {

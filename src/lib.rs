@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod fuzzing;
 pub mod keys;
 pub mod openai;
 pub mod proxy;

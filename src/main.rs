@@ -22,7 +22,7 @@ async fn main() -> ExitCode {
         return healthcheck(&config).await;
     }
     telemetry::init(&config.log_level);
-    if config.keys.admin_from_first_api_key {
+    if config.keys.admin_from_first_api_key && config.keys.admin_key.is_some() {
         tracing::warn!(
             "ADMIN_KEY is not set: the first API_KEY is also the admin key (compatibility only; set ADMIN_KEY)"
         );
@@ -31,6 +31,8 @@ async fn main() -> ExitCode {
         tracing::warn!(%var, "this variable is not supported by this version and has no effect");
     }
     let listen = config.listen;
+    let admin_listen = config.server.admin_listen;
+    let grace = config.server.shutdown_grace;
     let state = match AppState::build(config, Some(reloader)).await {
         Ok(s) => s,
         Err(e) => {
@@ -39,21 +41,66 @@ async fn main() -> ExitCode {
         }
     };
     let _watcher = reload::watch(&state);
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(%listen, error = %e, "cannot listen");
-            return ExitCode::FAILURE;
-        }
+    let Some(listener) = bind(listen).await else {
+        return ExitCode::FAILURE;
+    };
+    let admin_listener = match admin_listen {
+        Some(addr) => match bind(addr).await {
+            Some(l) => Some(l),
+            None => return ExitCode::FAILURE,
+        },
+        None => None,
     };
     tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), "qwen2api listening");
-    let served = app::serve(listener, state.clone(), shutdown_signal()).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let main_server = app::serve(listener, state.clone(), stopped(stop_rx.clone()));
+    let admin_server = async {
+        match admin_listener {
+            Some(l) => {
+                tracing::info!(addr = ?l.local_addr().ok(), "admin API listening");
+                app::serve_app(
+                    l,
+                    app::admin_router(state.clone()),
+                    stopped(stop_rx.clone()),
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
+    let served = tokio::select! {
+        (main, admin) = async { tokio::join!(main_server, admin_server) } => main.and(admin),
+        () = async { stopped(stop_rx.clone()).await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "shutdown grace period over; ending the requests still running");
+            Ok(())
+        }
+    };
     state.flush().await;
     match served {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             tracing::error!(error = %e, "server failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: std::net::SocketAddr) -> Option<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::error!(%addr, error = %e, "cannot listen");
+            None
         }
     }
 }

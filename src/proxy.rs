@@ -32,6 +32,9 @@ pub enum ProxyError {
     NoAccount,
     #[error("every Qwen account is cooling down")]
     AllCooling { retry_after: Duration },
+    /// Passthrough mode: the caller's own token was refused upstream.
+    #[error("chat.qwen.ai rejected the caller's token")]
+    PassthroughRejected,
     #[error("every Qwen account is busy")]
     AllBusy { retry_after: Duration },
     /// Every attempt failed; `last` decides the answer unless a challenge was seen.
@@ -328,6 +331,9 @@ impl Failover {
             .last
             .take()
             .unwrap_or(UpstreamError::Transient("no attempt was made".into()));
+        if self.passthrough.is_some() && matches!(last, UpstreamError::Auth(_)) {
+            return ProxyError::PassthroughRejected;
+        }
         let retry_after = match &last {
             UpstreamError::RateLimited { retry_after, .. } => Some(
                 pool.soonest_back()

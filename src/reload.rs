@@ -46,7 +46,13 @@ pub struct ReloadOutcome {
 pub struct Reloader {
     base: HashMap<String, String>,
     env_file: PathBuf,
+    /// The file's values at start. An environment value equal to the file's (Docker's
+    /// `env_file` puts the file into the environment) came from the file, so it follows the
+    /// file on reload instead of pinning the old value.
+    file_at_start: Mutex<Option<HashMap<String, String>>>,
     applied: Mutex<BTreeMap<String, String>>,
+    /// The file's bytes at the last load, so that events that change nothing are ignored.
+    last_raw: Mutex<Option<String>>,
 }
 
 impl Reloader {
@@ -60,7 +66,9 @@ impl Reloader {
         Self {
             base,
             env_file,
+            file_at_start: Mutex::new(None),
             applied: Mutex::new(BTreeMap::new()),
+            last_raw: Mutex::new(None),
         }
     }
 
@@ -77,11 +85,15 @@ impl Reloader {
         &self.env_file
     }
 
-    fn file_vars(&self) -> Result<HashMap<String, String>, ReloadError> {
+    /// The file's text and values; a missing file is empty at start and an error later (an
+    /// editor may have the file half-replaced: nothing is dropped because of that).
+    fn read_file(&self, at_start: bool) -> Result<(String, HashMap<String, String>), ReloadError> {
         let path = self.env_file.display().to_string();
-        let iter = match dotenvy::from_path_iter(&self.env_file) {
-            Ok(iter) => iter,
-            Err(e) if e.not_found() => return Ok(HashMap::new()),
+        let raw = match std::fs::read_to_string(&self.env_file) {
+            Ok(raw) => raw,
+            Err(e) if at_start && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((String::new(), HashMap::new()));
+            }
             Err(e) => {
                 return Err(ReloadError::File {
                     path,
@@ -89,40 +101,69 @@ impl Reloader {
                 });
             }
         };
-        iter.map(|item| {
-            item.map_err(|e| ReloadError::File {
-                path: path.clone(),
-                reason: e.to_string(),
+        let vars = dotenvy::from_read_iter(raw.as_bytes())
+            .map(|item| {
+                item.map_err(|e| ReloadError::File {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })
             })
-        })
-        .collect()
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok((raw, vars))
     }
 
-    /// Reads and validates the configuration; remembers its raw values for the next diff.
+    fn merged(&self, file: &HashMap<String, String>) -> BTreeMap<String, String> {
+        let start = self
+            .file_at_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut vars: BTreeMap<String, String> =
+            file.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (k, v) in &self.base {
+            let from_file = start.as_ref().and_then(|s| s.get(k)) == Some(v);
+            if !from_file {
+                vars.insert(k.clone(), v.clone());
+            }
+        }
+        vars
+    }
+
+    /// Reads and validates the configuration at start.
     pub fn load(&self) -> Result<Config, ReloadError> {
-        let mut vars: BTreeMap<String, String> = self.file_vars()?.into_iter().collect();
-        vars.extend(self.base.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let (raw, file) = self.read_file(true)?;
+        *self
+            .file_at_start
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file.clone());
+        self.apply(raw, &file).map(|(config, _)| config)
+    }
+
+    /// Validates `file` merged with the environment; on success remembers it and returns the
+    /// names of the variables that changed since the last load.
+    fn apply(
+        &self,
+        raw: String,
+        file: &HashMap<String, String>,
+    ) -> Result<(Config, Vec<String>), ReloadError> {
+        let vars = self.merged(file);
         let lookup = |name: &str| vars.get(name).cloned();
         let config = Config::from_source(&lookup)?;
-        *self.applied.lock().unwrap_or_else(PoisonError::into_inner) = vars;
-        Ok(config)
-    }
-
-    fn changed_since_last(&self, next: &BTreeMap<String, String>) -> Vec<String> {
-        let prev = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut names: Vec<String> = prev
+        let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut changed: Vec<String> = applied
             .keys()
-            .chain(next.keys())
-            .filter(|k| prev.get(*k) != next.get(*k))
+            .chain(vars.keys())
+            .filter(|k| applied.get(*k) != vars.get(*k))
             .cloned()
             .collect();
-        names.sort();
-        names.dedup();
-        names
+        changed.sort();
+        changed.dedup();
+        *applied = vars;
+        *self.last_raw.lock().unwrap_or_else(PoisonError::into_inner) = Some(raw);
+        Ok((config, changed))
     }
 }
 
-/// Re-reads and applies the configuration. An invalid file changes nothing.
+/// Re-reads and applies the configuration. An invalid (or missing) file changes nothing.
 pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
     let Some(reloader) = state.reloader() else {
         return Err(ReloadError::File {
@@ -130,10 +171,8 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
             reason: "this server was started without a configuration file".into(),
         });
     };
-    let mut next: BTreeMap<String, String> = reloader.file_vars()?.into_iter().collect();
-    next.extend(reloader.base.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let changed = reloader.changed_since_last(&next);
-    let config = reloader.load()?;
+    let (raw, file) = reloader.read_file(false)?;
+    let (config, changed) = reloader.apply(raw, &file)?;
     let keys_changed = changed.iter().any(|c| c == "API_KEY" || c == "ADMIN_KEY");
     if keys_changed {
         state.keys().set_env(&config.keys);
@@ -165,6 +204,16 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
         keys_changed,
         restart_required,
     })
+}
+
+/// Whether the file's bytes differ from those last applied (reading it is not a change).
+fn file_changed(reloader: &Reloader) -> bool {
+    let now = std::fs::read_to_string(reloader.env_file()).ok();
+    *reloader
+        .last_raw
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        != now
 }
 
 /// Watches the `.env` file's folder (editors and Docker replace the file rather than write it)
@@ -201,6 +250,12 @@ pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
             // Editors write in several steps: wait for the burst to end.
             tokio::time::sleep(Duration::from_millis(300)).await;
             while rx.try_recv().is_ok() {}
+            let Some(reloader) = state.reloader() else {
+                break;
+            };
+            if !file_changed(reloader) {
+                continue;
+            }
             if let Err(e) = reload(&state).await {
                 tracing::error!(error = %e, "configuration change rejected; the previous configuration stays");
             }

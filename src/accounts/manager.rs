@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::{Account, Health, Lease, Pick, Pool, Unavailable};
 use crate::config::{AccountCredential, AccountSpec, LifecycleConfig, PoolConfig, Secret};
-use crate::store::{AccountRecord, CredentialKind, Origin, Store, StoreError, now_ms};
+use crate::store::{
+    AccountRecord, AccountStatus, CredentialKind, Origin, Store, StoreError, now_ms,
+};
 use crate::upstream::{QwenClient, UpstreamError};
 
 /// A rejected token is signed in again at most once in this window; a second rejection
@@ -57,6 +59,9 @@ pub struct AccountManager {
     /// One sign-in at a time, never a burst.
     signing_in: tokio::sync::Mutex<()>,
     relogins: Mutex<HashMap<String, Instant>>,
+    /// The statuses last read from (or written to) a shared store: only a change there is
+    /// another replica's news; an unchanged (e.g. expired) one must not undo local counts.
+    seen: Mutex<HashMap<String, AccountStatus>>,
 }
 
 impl AccountManager {
@@ -79,7 +84,9 @@ impl AccountManager {
             shared,
             signing_in: tokio::sync::Mutex::new(()),
             relogins: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
         });
+        refuse_sealed_without_key(&manager.store.list_accounts().await?)?;
         manager.apply_specs(specs).await?;
         let statuses = manager.store.account_statuses().await?;
         for a in manager.pool.accounts() {
@@ -177,6 +184,10 @@ impl AccountManager {
             account.id.clone(),
             account.status(),
         );
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.clone(), status.clone());
         tokio::spawn(async move {
             if let Err(e) = store.set_account_status(&id, &status).await {
                 tracing::warn!(account = %id, error = %e, "cannot store account status");
@@ -188,9 +199,11 @@ impl AccountManager {
         if a.credentials().token.expose().is_empty() {
             return true;
         }
-        let left = a.token_expires_at().map(|exp| exp - now_ms() / 1000);
-        let before = i64::try_from(self.life.refresh_before.as_secs()).unwrap_or(i64::MAX);
-        left.is_some_and(|left| left < before)
+        let left_ms = a
+            .token_expires_at()
+            .map(|exp| exp.saturating_mul(1000) - now_ms());
+        let before_ms = i64::try_from(self.life.refresh_before.as_millis()).unwrap_or(i64::MAX);
+        left_ms.is_some_and(|left| left < before_ms)
     }
 
     /// Signs `account` in again; on success it is active with the new token, on failure it
@@ -377,9 +390,16 @@ impl AccountManager {
             if old.as_ref() != Some(&rec) {
                 self.store.upsert_account(&rec).await?;
             }
-            if let Some(a) = current.get(&rec.id) {
+            if let Some(a) = current.get(&rec.id).filter(|a| a.origin == Origin::Env) {
                 if old.as_ref() != Some(&rec) {
+                    let new_login = old
+                        .as_ref()
+                        .is_none_or(|o| o.token != rec.token || o.password != rec.password);
                     a.update_login(&rec);
+                    if new_login {
+                        // New credentials deserve a new chance (a failed sign-in disables again).
+                        a.set_health(Health::Active);
+                    }
                     report.updated.push(rec.id.clone());
                 }
                 next.push(Arc::clone(a));
@@ -399,13 +419,17 @@ impl AccountManager {
             }
         }
         // Runtime accounts: those already serving, plus any only in the store (first start).
-        for a in current.values().filter(|a| a.origin == Origin::Runtime) {
+        // An environment account replaces a runtime one of the same id.
+        let configured = |id: &str| specs.iter().any(|s| s.id == id);
+        for a in current
+            .values()
+            .filter(|a| a.origin == Origin::Runtime && !configured(&a.id))
+        {
             next.push(Arc::clone(a));
         }
-        for rec in stored
-            .values()
-            .filter(|r| r.origin == Origin::Runtime && !current.contains_key(&r.id))
-        {
+        for rec in stored.values().filter(|r| {
+            r.origin == Origin::Runtime && !current.contains_key(&r.id) && !configured(&r.id)
+        }) {
             next.push(Arc::new(Account::from_record(rec)));
         }
         self.pool.set_accounts(next);
@@ -511,13 +535,34 @@ impl AccountManager {
                 None => Arc::new(Account::from_record(rec)),
             };
             if let Some(s) = statuses.get(&rec.id) {
-                if a.status().state != s.state || a.status().until_ms != s.until_ms {
+                let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+                if seen.get(&rec.id) != Some(s) {
                     a.apply_status(s);
+                    seen.insert(rec.id.clone(), s.clone());
                 }
             }
             next.push(a);
         }
         self.pool.set_accounts(next);
+    }
+}
+
+/// Values sealed with `DATA_ENCRYPTION_KEY` read back as themselves when the key is missing;
+/// using them as tokens would only fail upstream, so the start is refused instead.
+fn refuse_sealed_without_key(records: &[AccountRecord]) -> Result<(), StoreError> {
+    let sealed = |s: &Option<Secret>| {
+        s.as_ref()
+            .is_some_and(|s| s.expose().starts_with("enc:v1:"))
+    };
+    match records
+        .iter()
+        .find(|r| sealed(&r.password) || sealed(&r.token) || sealed(&r.cookies))
+    {
+        Some(r) => Err(StoreError::Backend(format!(
+            "account {} is stored encrypted: set DATA_ENCRYPTION_KEY to the key it was written with",
+            r.id
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -562,7 +607,7 @@ fn spec_record(spec: &AccountSpec) -> AccountRecord {
             cookies.clone(),
         ),
     };
-    rec.proxy.clone_from(&spec.proxy);
+    rec.proxy = spec.proxy.as_ref().map(|p| p.as_str().to_owned());
     rec.origin = Origin::Env;
     rec
 }

@@ -143,6 +143,18 @@ impl Account {
         }
     }
 
+    /// False until a password account has signed in.
+    pub fn has_token(&self) -> bool {
+        !self
+            .login
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .creds
+            .token
+            .expose()
+            .is_empty()
+    }
+
     pub fn credentials(&self) -> Credentials {
         self.login
             .read()
@@ -185,10 +197,10 @@ impl Account {
         l.password.clone_from(&rec.password);
         l.creds.cookies.clone_from(&rec.cookies);
         l.creds.proxy.clone_from(&rec.proxy);
-        if let Some(t) = &rec.token {
-            l.token_expires_at = rec.token_expires_at.or_else(|| jwt::expiry(t.expose()));
-            l.creds.token = t.clone();
-        }
+        // No token: a password account whose password changed must sign in again.
+        let token = rec.token.clone().unwrap_or_else(|| Secret::new(""));
+        l.token_expires_at = rec.token_expires_at.or_else(|| jwt::expiry(token.expose()));
+        l.creds.token = token;
     }
 
     fn cell(&self) -> std::sync::MutexGuard<'_, HealthCell> {

@@ -149,7 +149,10 @@ impl Pool {
         }
         for i in order {
             let account = &accounts[i];
-            if (pick.skip)(account) || !cfg.may_serve(&account.id, pick.model) {
+            if (pick.skip)(account)
+                || !cfg.may_serve(&account.id, pick.model)
+                || !account.has_token()
+            {
                 continue;
             }
             match account.health() {

@@ -121,7 +121,7 @@ pub async fn accounts_health(State(state): State<AppState>) -> Json<Value> {
                 "tokenExpiresAt": a.token_expires_at().map(|s| iso_ms(s * 1000)),
                 "kind": a.kind,
                 "source": a.origin,
-                "proxy": a.credentials().proxy.as_deref().map(mask_proxy),
+                "proxy": a.credentials().proxy.as_deref().map(crate::config::mask_url_password),
                 "inflight": a.inflight(),
             })
         })
@@ -161,7 +161,7 @@ pub async fn config_status(State(state): State<AppState>) -> Json<Value> {
             "configured": keys.iter().filter(|k| k.source == "env").count(),
             "runtime": keys.iter().filter(|k| k.source == "runtime").count(),
         },
-        "adminKeyFromApiKey": c.keys.admin_from_first_api_key,
+        "adminKeyFromApiKey": state.keys().admin_from_first_api_key(),
         "upstream": c.upstream.base_url.as_str(),
         "retryCount": c.pool.retry_count,
         "maxInflightPerAccount": c.pool.max_inflight,
@@ -315,15 +315,4 @@ fn iso_ms(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_default()
-}
-
-/// A proxy URL without its password.
-fn mask_proxy(p: &str) -> String {
-    match reqwest::Url::parse(p) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("*****"));
-            u.to_string()
-        }
-        _ => p.to_owned(),
-    }
 }

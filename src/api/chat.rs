@@ -32,7 +32,8 @@ pub async fn completions(
     headers: HeaderMap,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, AppError> {
-    let tools_ignored = translate::check_request(&req).map_err(AppError::Invalid)?;
+    let max_messages = state.config().server.max_messages;
+    let tools_ignored = translate::check_request(&req, max_messages).map_err(AppError::Invalid)?;
     let format = reasoning_format(&headers, state.config().output.reasoning_format)?;
     let snap = state.proxy().models().await;
     let resolved = state

@@ -39,7 +39,16 @@ where
     }
 }
 
+/// Deeper nesting than any chat request needs is refused before parsing.
+pub const MAX_JSON_DEPTH: usize = 64;
+
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if depth(bytes) > MAX_JSON_DEPTH {
+        return Err(AppError::BadJson {
+            message: format!("nested deeper than {MAX_JSON_DEPTH} levels"),
+            param: None,
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
@@ -56,6 +65,32 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         param: None,
     })?;
     Ok(value)
+}
+
+/// The deepest nesting of arrays and objects, strings skipped.
+fn depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// serde reports a missing field at the parent's path; the field itself is the useful `param`.
@@ -89,5 +124,15 @@ mod tests {
         );
         assert_eq!(param("{\"model\":").as_deref(), Some("model"));
         assert_eq!(param(r#"{"model":"m","messages":[]} x"#), None);
+        let deep = format!(
+            "{{\"model\":\"m\",\"x\":{}{}}}",
+            "[".repeat(64),
+            "]".repeat(64)
+        );
+        assert!(matches!(
+            parse::<ChatCompletionRequest>(deep.as_bytes()),
+            Err(AppError::BadJson { .. })
+        ));
+        assert_eq!(depth(br#"{"a":"[[[[{{{{","b":[{"c":"\"]"}]}"#), 3);
     }
 }

@@ -1,4 +1,5 @@
-//! The HTTP surface: routes, bearer auth, our JSON extractor and thin handlers.
+//! The HTTP surface: routes, bearer auth, load shedding, CORS, our JSON extractor and thin
+//! handlers.
 
 mod admin;
 mod auth;
@@ -6,22 +7,29 @@ mod chat;
 mod health;
 mod json;
 mod models;
+mod shed;
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::Uri;
+use axum::http::{HeaderName, Method, Uri, header};
 use axum::middleware;
 use axum::routing::{delete, get, post, put};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use auth::Identity;
+pub use json::parse as parse_json;
+
+use crate::config::CorsOrigins;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-
-/// Routes under `/v1` need a key; the few public ones are added after the auth layer.
-pub fn routes(state: AppState) -> Router {
-    let protected = Router::new()
+/// The client API: `/v1` (keys required, load shed, CORS for browser clients), `/models` and
+/// `/health`.
+pub fn public_routes(state: &AppState) -> Router<AppState> {
+    let server = &state.config().server;
+    let mut v1 = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::one))
@@ -29,7 +37,19 @@ pub fn routes(state: AppState) -> Router {
             state.clone(),
             auth::require_key,
         ));
-    let admin = Router::new()
+    if server.max_concurrent > 0 {
+        let limit = shed::Limit(Arc::new(tokio::sync::Semaphore::new(server.max_concurrent)));
+        v1 = v1.route_layer(middleware::from_fn_with_state(limit, shed::shed));
+    }
+    let open = Router::new()
+        .route("/models", get(models::list))
+        .route("/health", get(health::health));
+    v1.merge(open)
+}
+
+/// The admin API (admin key required; `/verify` checks a key).
+pub fn admin_routes(state: &AppState) -> Router<AppState> {
+    Router::new()
         .route("/api/addAccount", post(admin::add_account))
         .route(
             "/api/deleteAccount/{account_id}",
@@ -45,18 +65,57 @@ pub fn routes(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
-        ));
-    let public = Router::new()
-        .route("/models", get(models::list))
-        .route("/health", get(health::health))
-        .route("/verify", post(admin::verify));
-    protected
-        .merge(admin)
-        .merge(public)
+        ))
+        .route("/verify", post(admin::verify))
+}
+
+/// Error envelopes for unknown routes and methods, the body limit and CORS, around `routes`.
+pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    let limit = state.config().server.max_body_bytes;
+    let cors = cors(&state.config().server.cors);
+    let app = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state);
+    // Outermost, so that a browser's preflight (which carries no key) is answered.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for the client API only: the admin API never tells a browser it may call it.
+fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
+    let origins = origins.clone();
+    if origins == CorsOrigins::Off {
+        return None;
+    }
+    let allow = AllowOrigin::predicate(move |origin, parts| {
+        let path = parts.uri.path();
+        let admin = path.starts_with("/api/") || path == "/verify";
+        !admin
+            && match &origins {
+                CorsOrigins::Any => true,
+                CorsOrigins::List(list) => list.iter().any(|o| o == origin),
+                CorsOrigins::Off => false,
+            }
+    });
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("x-reasoning-format"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                HeaderName::from_static("x-qwen2api-warning"),
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
+    )
 }
 
 async fn not_found(uri: Uri) -> AppError {

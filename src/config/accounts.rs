@@ -1,6 +1,6 @@
 //! Qwen accounts as configured: `ACCOUNTS` (email:password[|proxy]), `QWEN_COOKIES`, `QWEN_AUTH_TOKEN`.
 
-use super::{ConfigError, Secret, Source};
+use super::{ConfigError, ProxyUrl, Secret, Source};
 
 /// One configured Qwen web account.
 #[derive(Clone, Debug)]
@@ -9,7 +9,7 @@ pub struct AccountSpec {
     pub id: String,
     pub credential: AccountCredential,
     /// Outbound proxy for this account only.
-    pub proxy: Option<String>,
+    pub proxy: Option<ProxyUrl>,
 }
 
 #[derive(Clone, Debug)]
@@ -80,7 +80,7 @@ fn password_account(entry: &str) -> Result<AccountSpec, ConfigError> {
     // A password may itself contain '|': only a suffix that looks like a proxy URL is split off.
     let (password, proxy) = match rest.rsplit_once('|') {
         Some((pw, proxy)) if proxy.contains("://") => {
-            (pw, Some(validate_proxy("ACCOUNTS", proxy)?))
+            (pw, Some(ProxyUrl::new(validate_proxy("ACCOUNTS", proxy)?)))
         }
         _ => (rest, None),
     };
@@ -155,7 +155,10 @@ mod tests {
             ids,
             ["a@x.io", "b@x.io", "account_1", "account_2", "account_3"]
         );
-        assert_eq!(got[0].proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
+        assert_eq!(
+            got[0].proxy.as_ref().map(ProxyUrl::as_str),
+            Some("socks5://127.0.0.1:1080")
+        );
         let AccountCredential::Password { password, .. } = &got[0].credential else {
             panic!()
         };

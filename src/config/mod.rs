@@ -3,6 +3,7 @@
 mod accounts;
 pub mod parse;
 mod secret;
+mod server;
 mod state;
 
 use std::collections::BTreeMap;
@@ -14,7 +15,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
 pub use parse::Source;
-pub use secret::Secret;
+pub use secret::{ProxyUrl, Secret, mask_url_password};
+pub use server::{CorsOrigins, ServerConfig};
 pub use state::{AuthMode, LifecycleConfig, StoreConfig};
 
 use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
@@ -76,6 +78,7 @@ pub struct Config {
     pub lifecycle: LifecycleConfig,
     /// The `.env` file watched for changes (`ENV_FILE`, default `.env`).
     pub env_file: std::path::PathBuf,
+    pub server: ServerConfig,
     pub log_level: String,
 }
 
@@ -99,7 +102,7 @@ pub struct UpstreamConfig {
     pub extra_headers: Vec<(HeaderName, Option<HeaderValue>)>,
     pub send_auth_header: bool,
     /// Outbound proxy for every account that has none of its own.
-    pub proxy: Option<String>,
+    pub proxy: Option<ProxyUrl>,
     pub connect_timeout: Duration,
     /// Until the upstream's response headers arrive.
     pub first_byte_timeout: Duration,
@@ -280,6 +283,7 @@ impl Config {
             store: state::store(src)?,
             lifecycle: state::lifecycle(src)?,
             env_file: state::env_file(src),
+            server: server::server(src)?,
             log_level: log_level.to_ascii_lowercase(),
         })
     }
@@ -345,7 +349,7 @@ fn upstream(src: &dyn Source) -> Result<UpstreamConfig, ConfigError> {
             ConfigError::invalid(var, "an http(s) URL such as https://chat.qwen.ai", &base)
         })?;
     let proxy = match src.first(&["UPSTREAM_PROXY", "PROXY_URL"]) {
-        Some((var, p)) => Some(accounts::validate_proxy(var, &p)?),
+        Some((var, p)) => Some(ProxyUrl::new(accounts::validate_proxy(var, &p)?)),
         None => None,
     };
     let first_byte_timeout = positive_seconds_or(src, "UPSTREAM_FIRST_BYTE_TIMEOUT_SECONDS", 60.0)?;
@@ -467,7 +471,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.upstream.base_url.as_str(), "http://127.0.0.1:9/");
-        assert_eq!(c.upstream.proxy.as_deref(), Some("socks5://127.0.0.1:1080"));
+        assert_eq!(
+            c.upstream.proxy.as_ref().map(ProxyUrl::as_str),
+            Some("socks5://127.0.0.1:1080")
+        );
         assert_eq!(c.output.reasoning_format, ReasoningFormat::Hidden);
     }
 

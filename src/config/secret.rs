@@ -49,6 +49,38 @@ impl fmt::Display for Secret {
     }
 }
 
+/// An outbound proxy URL; `Debug` hides the password it may carry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ProxyUrl(String);
+
+impl ProxyUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ProxyUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&mask_url_password(&self.0))
+    }
+}
+
+/// The URL with its password (if any) replaced by `*****`.
+pub fn mask_url_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("*****"));
+            u.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "*****".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

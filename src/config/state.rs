@@ -85,9 +85,22 @@ pub fn store(src: &dyn Source) -> Result<StoreConfig, ConfigError> {
 }
 
 pub fn lifecycle(src: &dyn Source) -> Result<LifecycleConfig, ConfigError> {
-    let hours = seconds_or(src, "TOKEN_REFRESH_BEFORE_HOURS", 24.0)?;
+    let hours = match src.get("TOKEN_REFRESH_BEFORE_HOURS") {
+        None => 24.0,
+        Some(raw) => raw
+            .parse::<f64>()
+            .ok()
+            .filter(|h| (0.0..1e6).contains(h))
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "TOKEN_REFRESH_BEFORE_HOURS",
+                    "a number of hours such as 24 or 0.5",
+                    &raw,
+                )
+            })?,
+    };
     Ok(LifecycleConfig {
-        refresh_before: hours * 3600,
+        refresh_before: Duration::from_secs_f64(hours * 3600.0),
         refresh_check: positive_seconds_or(src, "TOKEN_REFRESH_CHECK_SECONDS", 3600.0)?,
         refresh_pause: seconds_or(src, "TOKEN_REFRESH_PAUSE_SECONDS", 5.0)?,
         retest: positive_seconds_or(src, "ACCOUNT_RETEST_SECONDS", 600.0)?,

@@ -126,8 +126,8 @@ pub enum Origin {
     Runtime,
 }
 
-/// One Qwen account as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One Qwen account as stored. `Debug` hides the proxy's password (secrets are `Secret`s).
+#[derive(Clone, PartialEq, Eq)]
 pub struct AccountRecord {
     pub id: String,
     pub kind: CredentialKind,
@@ -142,6 +142,26 @@ pub struct AccountRecord {
     pub origin: Origin,
     /// Unix milliseconds.
     pub created_at: i64,
+}
+
+impl std::fmt::Debug for AccountRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountRecord")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("email", &self.email)
+            .field("password", &self.password)
+            .field("token", &self.token)
+            .field("cookies", &self.cookies)
+            .field("token_expires_at", &self.token_expires_at)
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::config::mask_url_password),
+            )
+            .field("origin", &self.origin)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -24,7 +24,10 @@ impl InvalidRequest {
 }
 
 /// Checks what can be checked without the model list. Returns whether `tools` will be ignored.
-pub fn check_request(req: &ChatCompletionRequest) -> Result<bool, InvalidRequest> {
+pub fn check_request(
+    req: &ChatCompletionRequest,
+    max_messages: usize,
+) -> Result<bool, InvalidRequest> {
     if req.model.trim().is_empty() {
         return Err(InvalidRequest::new(
             "`model` must not be empty",
@@ -37,6 +40,13 @@ pub fn check_request(req: &ChatCompletionRequest) -> Result<bool, InvalidRequest
             "`messages` must hold at least one message",
             "messages",
             "invalid_value",
+        ));
+    }
+    if req.messages.len() > max_messages {
+        return Err(InvalidRequest::new(
+            format!("at most {max_messages} messages are accepted (MAX_MESSAGES)"),
+            "messages",
+            "too_many_messages",
         ));
     }
     if req.n.is_some_and(|n| n != 1) {
@@ -308,12 +318,12 @@ mod tests {
             ),
         ];
         for (body, param) in bad {
-            let err = check_request(&req(body)).unwrap_err();
+            let err = check_request(&req(body), 2000).unwrap_err();
             assert_eq!(err.param.as_deref(), Some(param));
         }
         let ok = req(
             serde_json::json!({"model":"m","tools":[{"type":"function"}],"tool_choice":"auto","messages":[{"role":"user","content":"x"}]}),
         );
-        assert!(check_request(&ok).unwrap());
+        assert!(check_request(&ok, 2000).unwrap());
     }
 }

@@ -56,7 +56,7 @@ impl QwenClient {
             .tcp_nodelay(true)
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .http1_only();
-        match proxy.or(self.cfg.proxy.as_deref()) {
+        match proxy.or(self.cfg.proxy.as_ref().map(crate::config::ProxyUrl::as_str)) {
             Some(p) => {
                 let proxy = reqwest::Proxy::all(p)
                     .map_err(|_| UpstreamError::Transient("invalid proxy URL".into()))?;

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -251,6 +251,11 @@ pub fn jwt_claims(token: &str) -> Option<Value> {
 pub struct Recorded {
     pub method: String,
     pub path: String,
+    /// The request target as received: absolute (`http://host/path`) when the request came
+    /// proxy-style, else origin form (`/path?query`).
+    pub uri: String,
+    /// When the request had arrived (headers and body read).
+    pub at: Instant,
     pub query: Option<String>,
     /// Names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
@@ -320,6 +325,8 @@ struct Shared {
     chat_new: Queues,
     chat_ids: Vec<String>,
     requests: Vec<Recorded>,
+    /// Lifetime of tokens issued by sign-in.
+    sign_in_lifetime: i64,
 }
 
 impl Shared {
@@ -437,6 +444,7 @@ impl FakeQwen {
                 chat_new: HashMap::new(),
                 chat_ids: Vec::new(),
                 requests: Vec::new(),
+                sign_in_lifetime: TOKEN_LIFETIME_SECS,
             }),
             open_streams: AtomicUsize::new(0),
             streams_changed: Notify::new(),
@@ -487,6 +495,18 @@ impl FakeQwen {
                 password: password.to_owned(),
             },
         );
+    }
+
+    /// Tokens issued by sign-in from now on expire `lifetime` (whole seconds, at least 1) after
+    /// they are issued; the default is 30 days.
+    pub fn set_sign_in_lifetime(&self, lifetime: Duration) {
+        let secs = i64::try_from(lifetime.as_secs()).unwrap_or(TOKEN_LIFETIME_SECS);
+        self.inner.lock().sign_in_lifetime = secs.max(1);
+    }
+
+    /// Recorded `POST /api/v1/auths/signin`, in arrival order (`at` tells when).
+    pub fn sign_ins(&self) -> Vec<Recorded> {
+        self.matching(None, "POST", SIGNIN)
     }
 
     /// Every token minted so far for `label` gets 401 from now on; tokens minted later
@@ -641,6 +661,8 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let recorded = Recorded {
         method: parts.method.as_str().to_owned(),
         path: parts.uri.path().to_owned(),
+        uri: parts.uri.to_string(),
+        at: Instant::now(),
         query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
@@ -743,7 +765,7 @@ fn sign_in(inner: &Inner, request: &Recorded) -> Reply {
             json!({"detail": "The email or password you entered is incorrect."}),
         );
     }
-    let exp = now_unix() + TOKEN_LIFETIME_SECS;
+    let exp = now_unix() + shared.sign_in_lifetime;
     let token = shared.mint(&user.email, exp);
     let id = shared.user_id(&user.email);
     Reply::json(
