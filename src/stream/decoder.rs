@@ -216,7 +216,7 @@ impl Decoder {
         if block.is_empty() {
             return;
         }
-        if self.opts.search_into_reasoning && !self.saw_answer {
+        if self.opts.search_into_reasoning && self.opts.reasoning_visible && !self.saw_answer {
             out.push(AnswerEvent::Reasoning(block));
         } else {
             out.push(AnswerEvent::Content(block));
