@@ -10,6 +10,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod keys;
 pub mod openai;
+pub mod prewarm;
 pub mod proxy;
 pub mod reload;
 pub mod state;

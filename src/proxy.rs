@@ -10,6 +10,7 @@ use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
 use crate::catalog::{Catalog, Snapshot};
 use crate::chat::{AnswerEvent, ChatRequest, TokenUsage};
 use crate::config::Secret;
+use crate::prewarm::ChatPrewarm;
 use crate::stream::{self, DecodeOptions};
 use crate::upstream::{Credentials, QwenClient, UpstreamError};
 use crate::usage::UsageRecorder;
@@ -61,6 +62,7 @@ pub struct Proxy {
     accounts: Arc<AccountManager>,
     catalog: Catalog,
     usage: Arc<UsageRecorder>,
+    prewarm: Arc<ChatPrewarm>,
 }
 
 /// Who a request is for, as far as account choice and accounting go.
@@ -81,11 +83,14 @@ impl Proxy {
         catalog: Catalog,
         usage: Arc<UsageRecorder>,
     ) -> Self {
+        let up = client.config();
+        let prewarm = ChatPrewarm::new(up.chat_prewarm, up.chat_prewarm_ttl);
         Self {
             client,
             accounts,
             catalog,
             usage,
+            prewarm,
         }
     }
 
@@ -144,7 +149,21 @@ impl Proxy {
                 let creds = account.credentials();
                 let mut busy_retried = false;
                 'chat: loop {
-                    let chat_id = match this.client.create_chat(&creds, &req).await {
+                    let prewarmed = if busy_retried || f.passthrough.is_some() {
+                        None
+                    } else {
+                        let (ready, expired) = this.prewarm.take(&account.id, &req);
+                        for id in expired {
+                            drop(ChatCleanup::new(&this.client, &creds, id));
+                        }
+                        this.prewarm.refill(&this.client, &account.id, &creds, &req);
+                        ready
+                    };
+                    let created = match prewarmed {
+                        Some(id) => Ok(id),
+                        None => this.client.create_chat(&creds, &req).await,
+                    };
+                    let chat_id = match created {
                         Ok(id) => id,
                         Err(e) => {
                             if let Err(fin) = f.failed(&this.accounts, &account, e) {

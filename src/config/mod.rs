@@ -110,6 +110,9 @@ pub struct UpstreamConfig {
     pub idle_timeout: Duration,
     /// Delete each upstream chat after its completion.
     pub chat_cleanup: bool,
+    /// Chats kept pre-created per account, model and chat type (0: off).
+    pub chat_prewarm: usize,
+    pub chat_prewarm_ttl: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -371,6 +374,8 @@ fn upstream(src: &dyn Source) -> Result<UpstreamConfig, ConfigError> {
         first_byte_timeout,
         idle_timeout: positive_seconds_or(src, "UPSTREAM_IDLE_TIMEOUT_SECONDS", 300.0)?,
         chat_cleanup: bool_or(src, "CHAT_CLEANUP", true)?,
+        chat_prewarm: uint_or(src, "CHAT_PREWARM", 0usize, 0)?,
+        chat_prewarm_ttl: positive_seconds_or(src, "CHAT_PREWARM_TTL_SECONDS", 120.0)?,
     })
 }
 
