@@ -4,6 +4,7 @@
 pub mod binary;
 pub mod fake_qwen;
 pub mod qwen_sse;
+pub mod redis_server;
 
 use std::net::SocketAddr;
 
