@@ -1,18 +1,17 @@
 //! `POST /v1/chat/completions`: validate, resolve the model, run the proxy, and answer as one
 //! JSON completion or as an SSE stream whose status is decided before its first byte.
 
-use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::auth::Identity;
+use super::sse::{self, Frame};
 use super::json::AppJson;
 use crate::chat::AnswerEvent;
 use crate::config::ReasoningFormat;
@@ -134,33 +133,24 @@ async fn stream(
             () = wait => break None,
         }
     };
-    let body = async_stream::stream! {
+    let batches = async_stream::stream! {
         match &first {
-            None => yield Ok::<_, Infallible>(Event::default().comment("keep-alive")),
-            Some(ev) => for data in enc.event(ev) {
-                yield Ok(Event::default().data(data));
-            },
+            None => yield vec![sse::keep_alive()],
+            Some(ev) => yield enc.event(ev).into_iter().map(Frame::Data).collect(),
         }
         while let Some(item) = proxied.next().await {
             match item {
                 Ok(Progress::UpstreamCalled) => {}
-                Ok(Progress::Event(ev)) => for data in enc.event(&ev) {
-                    yield Ok(Event::default().data(data));
-                },
+                Ok(Progress::Event(ev)) => yield enc.event(&ev).into_iter().map(Frame::Data).collect(),
                 Err(e) => {
                     let err = AppError::from(e);
                     tracing::warn!(error = %err, "stream ended with an error event");
-                    yield Ok(Event::default().data(err.render().body()));
+                    yield vec![Frame::Data(err.render().body())];
                     break;
                 }
             }
         }
-        yield Ok(Event::default().data("[DONE]"));
+        yield vec![Frame::Data("[DONE]".to_owned())];
     };
-    let mut resp = Sse::new(body)
-        .keep_alive(KeepAlive::new().interval(keepalive).text("keep-alive"))
-        .into_response();
-    resp.headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
-    Ok(resp)
+    Ok(sse::response(batches, keepalive))
 }

@@ -8,6 +8,7 @@ mod health;
 mod json;
 mod models;
 mod shed;
+mod sse;
 
 use std::sync::Arc;
 

@@ -242,18 +242,24 @@ impl QwenClient {
         let idle = self.cfg.idle_timeout;
         let mut inner = resp.bytes_stream();
         let stream = async_stream::stream! {
+            // One timer, pushed back on every read (cheaper than a new timeout per read).
+            let silence = tokio::time::sleep(idle);
+            tokio::pin!(silence);
             loop {
-                match tokio::time::timeout(idle, inner.next()).await {
-                    Ok(Some(Ok(bytes))) => yield Ok(bytes),
-                    Ok(Some(Err(e))) => {
-                        yield Err(UpstreamError::from_reqwest(&e));
-                        break;
-                    }
-                    Ok(None) => break,
-                    Err(_) => {
-                        yield Err(UpstreamError::Transient(format!(
-                            "the stream was silent for {idle:?}"
-                        )));
+                tokio::select! {
+                    next = inner.next() => match next {
+                        Some(Ok(bytes)) => {
+                            silence.as_mut().reset(tokio::time::Instant::now() + idle);
+                            yield Ok(bytes);
+                        }
+                        Some(Err(e)) => {
+                            yield Err(UpstreamError::from_reqwest(&e));
+                            break;
+                        }
+                        None => break,
+                    },
+                    () = &mut silence => {
+                        yield Err(UpstreamError::Transient(format!("the stream was silent for {idle:?}")));
                         break;
                     }
                 }
