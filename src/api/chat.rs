@@ -11,8 +11,8 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
 use super::auth::Identity;
-use super::sse::{self, Frame};
 use super::json::AppJson;
+use super::sse::{self, Frame};
 use crate::chat::AnswerEvent;
 use crate::config::ReasoningFormat;
 use crate::error::AppError;

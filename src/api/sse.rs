@@ -52,16 +52,18 @@ where
             tokio::select! {
                 next = batches.next() => {
                     let Some(frames) = next else { break };
-                    frames.iter().for_each(|f| f.write_to(&mut buf));
+                    for f in &frames {
+                        f.write_to(&mut buf);
+                    }
                     // Whatever else is ready joins this write.
                     let mut ended = false;
                     while let Some(more) = batches.next().now_or_never() {
-                        match more {
-                            Some(frames) => frames.iter().for_each(|f| f.write_to(&mut buf)),
-                            None => {
-                                ended = true;
-                                break;
-                            }
+                        let Some(frames) = more else {
+                            ended = true;
+                            break;
+                        };
+                        for f in &frames {
+                            f.write_to(&mut buf);
                         }
                     }
                     silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
@@ -82,9 +84,15 @@ where
     };
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (header::HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
+            (
+                header::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
         ],
         Body::from_stream(body),
     )
