@@ -40,11 +40,7 @@ impl ReasoningFormat {
     ];
 
     pub fn parse(value: &str) -> Option<Self> {
-        let lower = value.trim().to_ascii_lowercase();
-        Self::CHOICES
-            .iter()
-            .find(|(n, _)| *n == lower)
-            .map(|(_, v)| *v)
+        parse::lookup(Self::CHOICES, value)
     }
 }
 

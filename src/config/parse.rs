@@ -95,6 +95,15 @@ where
     }
 }
 
+/// The value named by `value` (trimmed, any case) among `choices`.
+pub fn lookup<T: Copy>(choices: &[(&str, T)], value: &str) -> Option<T> {
+    let lower = value.trim().to_ascii_lowercase();
+    choices
+        .iter()
+        .find(|(name, _)| *name == lower)
+        .map(|(_, v)| *v)
+}
+
 /// One of a fixed set of words, compared without regard to case.
 pub fn choice_or<T: Copy>(
     src: &dyn Source,
@@ -105,15 +114,10 @@ pub fn choice_or<T: Copy>(
     let Some(raw) = src.get(var) else {
         return Ok(default);
     };
-    let lower = raw.to_ascii_lowercase();
-    choices
-        .iter()
-        .find(|(name, _)| *name == lower)
-        .map(|(_, v)| *v)
-        .ok_or_else(|| {
-            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-            ConfigError::invalid_owned(var, format!("one of {}", names.join(", ")), &raw)
-        })
+    lookup(choices, &raw).ok_or_else(|| {
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        ConfigError::invalid_owned(var, format!("one of {}", names.join(", ")), &raw)
+    })
 }
 
 /// A comma-separated list with empty items dropped.

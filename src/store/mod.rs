@@ -47,11 +47,7 @@ impl SaveMode {
     ];
 
     pub fn parse(value: &str) -> Option<Self> {
-        let lower = value.trim().to_ascii_lowercase();
-        Self::CHOICES
-            .iter()
-            .find(|(n, _)| *n == lower)
-            .map(|(_, v)| *v)
+        crate::config::parse::lookup(Self::CHOICES, value)
     }
 }
 
