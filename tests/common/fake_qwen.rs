@@ -20,6 +20,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use super::fake_media::{self, Media, Routed};
+
 const SIGNIN: &str = "/api/v1/auths/signin";
 const ME: &str = "/api/v1/auths/";
 const MODELS: &str = "/api/models";
@@ -259,7 +261,10 @@ pub struct Recorded {
     pub query: Option<String>,
     /// Names lower-cased, in arrival order.
     pub headers: Vec<(String, String)>,
+    /// The body as text, invalid UTF-8 replaced; `bytes` has it exactly.
     pub body: String,
+    /// The raw body.
+    pub bytes: Bytes,
     /// Account label resolved from a valid token; `None` if no, unknown, revoked or expired token.
     pub label: Option<String>,
     /// Label the presented token was minted for, even when revoked or expired.
@@ -304,14 +309,14 @@ struct User {
 }
 
 /// Who a valid token belongs to.
-struct Session {
-    token: String,
-    label: String,
-    user_id: String,
-    exp: i64,
+pub(super) struct Session {
+    pub(super) token: String,
+    pub(super) label: String,
+    pub(super) user_id: String,
+    pub(super) exp: i64,
 }
 
-type Queues = HashMap<Option<String>, VecDeque<Reply>>;
+pub(super) type Queues = HashMap<Option<String>, VecDeque<Reply>>;
 
 struct Shared {
     tokens: HashMap<String, Token>,
@@ -380,10 +385,12 @@ impl Shared {
     }
 }
 
-struct Inner {
+pub(super) struct Inner {
     shared: Mutex<Shared>,
     open_streams: AtomicUsize,
     streams_changed: Notify,
+    /// Uploads, parsing and generated media (`fake_media`), locked on its own.
+    pub(super) media: Media,
 }
 
 impl Inner {
@@ -425,7 +432,7 @@ impl Drop for ServerTask {
 /// A running fake of chat.qwen.ai on 127.0.0.1; clones share the same server and state.
 #[derive(Clone)]
 pub struct FakeQwen {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     addr: SocketAddr,
     _server: Arc<ServerTask>,
 }
@@ -433,6 +440,11 @@ pub struct FakeQwen {
 impl FakeQwen {
     /// Binds 127.0.0.1:0 and serves in a tokio task; ready as soon as this returns.
     pub async fn start() -> FakeQwen {
+        // Bound first: the STS answers name the fake's own address as the OSS endpoint.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake qwen");
+        let addr = listener.local_addr().expect("fake qwen address");
         let inner = Arc::new(Inner {
             shared: Mutex::new(Shared {
                 tokens: HashMap::new(),
@@ -448,11 +460,8 @@ impl FakeQwen {
             }),
             open_streams: AtomicUsize::new(0),
             streams_changed: Notify::new(),
+            media: Media::new(format!("http://{addr}")),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake qwen");
-        let addr = listener.local_addr().expect("fake qwen address");
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&inner));
@@ -603,7 +612,7 @@ impl FakeQwen {
     }
 }
 
-fn push(queues: &mut Queues, label: Option<&str>, reply: Reply) {
+pub(super) fn push(queues: &mut Queues, label: Option<&str>, reply: Reply) {
     queues
         .entry(label.map(str::to_owned))
         .or_default()
@@ -611,14 +620,14 @@ fn push(queues: &mut Queues, label: Option<&str>, reply: Reply) {
 }
 
 /// The label's own queue first, then the shared one.
-fn pop(queues: &mut Queues, label: &str) -> Option<Reply> {
+pub(super) fn pop(queues: &mut Queues, label: &str) -> Option<Reply> {
     queues
         .get_mut(&Some(label.to_owned()))
         .and_then(VecDeque::pop_front)
         .or_else(|| queues.get_mut(&None).and_then(VecDeque::pop_front))
 }
 
-fn now_unix() -> i64 {
+pub(super) fn now_unix() -> i64 {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -652,10 +661,10 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
 
 async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
+    let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
         .unwrap_or_default();
-    let body = String::from_utf8_lossy(&body).into_owned();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let token = presented_token(&parts.headers);
     let (session, token_label) = inner.lock().resolve(token.as_deref());
     let recorded = Recorded {
@@ -674,11 +683,17 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
             .collect(),
         json: serde_json::from_str(&body).ok(),
         body,
+        bytes,
         label: session.as_ref().map(|s| s.label.clone()),
         token_label,
     };
     // Recorded before any reply (even a delayed one) so tests see it once headers arrive.
     inner.lock().requests.push(recorded.clone());
+    let session = match fake_media::route(&inner, &recorded, session) {
+        Routed::Reply(reply) => return play(reply, inner).await,
+        Routed::Raw(response) => return response,
+        Routed::NotMedia(session) => session,
+    };
     let reply = route(&inner, &recorded, session);
     play(reply, inner).await
 }
@@ -823,7 +838,7 @@ async fn pause(delay: Duration) {
     }
 }
 
-fn play(reply: Reply, inner: Arc<Inner>) -> BoxFuture<'static, Response> {
+pub(super) fn play(reply: Reply, inner: Arc<Inner>) -> BoxFuture<'static, Response> {
     Box::pin(async move {
         match reply {
             Reply::Http {

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod fake_media;
 pub mod fake_qwen;
 pub mod qwen_sse;
 pub mod redis_server;
