@@ -1,10 +1,12 @@
 //! The model catalog: the upstream list cached for `MODELS_CACHE_TTL`, the OpenAI ids derived
-//! from it (`-thinking`, `-search`, `-thinking-search`, aliases), and resolution of a requested id.
+//! from it (`-thinking`, `-search`, `-thinking-search`, `-image`, `-image-edit`, `-video`,
+//! aliases), and resolution of a requested id.
 
 use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::chat::ChatType;
 use crate::config::ModelsConfig;
 use crate::openai::ModelObject;
 use crate::upstream::UpstreamError;
@@ -19,6 +21,22 @@ const SUFFIXES: &[(&str, bool, bool)] = &[
     ("-search", false, true),
 ];
 
+/// The generation variants `/v1/models` lists, in that order.
+const LISTED_MEDIA_SUFFIXES: &[(&str, ChatType)] = &[
+    ("-image", ChatType::Image),
+    ("-image-edit", ChatType::ImageEdit),
+    ("-video", ChatType::Video),
+];
+
+/// Generation suffixes and the chat type each selects, longest first (`-draw` is an unlisted
+/// alias of `-image`).
+const MEDIA_SUFFIXES: &[(&str, ChatType)] = &[
+    ("-image-edit", ChatType::ImageEdit),
+    ("-image", ChatType::Image),
+    ("-draw", ChatType::Image),
+    ("-video", ChatType::Video),
+];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ModelEntry {
     pub id: String,
@@ -26,6 +44,18 @@ pub struct ModelEntry {
     pub can_think: bool,
     pub can_search: bool,
     pub must_think: bool,
+    /// Generation chat types the model lists (`t2i`, `image_edit`, `t2v`).
+    pub media: Vec<ChatType>,
+}
+
+impl ModelEntry {
+    pub fn supports(&self, t: ChatType) -> bool {
+        match t {
+            ChatType::Text => true,
+            ChatType::Search => self.can_search,
+            _ => self.media.contains(&t),
+        }
+    }
 }
 
 impl From<&UpstreamModel> for ModelEntry {
@@ -36,6 +66,12 @@ impl From<&UpstreamModel> for ModelEntry {
             can_think: m.can_think(),
             can_search: m.can_search(),
             must_think: m.must_think(),
+            media: m
+                .chat_types()
+                .iter()
+                .filter_map(|t| ChatType::parse(t))
+                .filter(|t| t.feature().is_some())
+                .collect(),
         }
     }
 }
@@ -56,6 +92,8 @@ pub struct Resolved {
     pub thinking: bool,
     pub search: bool,
     pub must_think: bool,
+    /// Set by a generation suffix (`-image`, `-image-edit`, `-video`).
+    pub media: Option<ChatType>,
 }
 
 pub struct Catalog {
@@ -154,6 +192,11 @@ impl Catalog {
                     push(format!("{}{suffix}", m.id), m.created);
                 }
             }
+            for (suffix, t) in LISTED_MEDIA_SUFFIXES {
+                if m.supports(*t) {
+                    push(format!("{}{suffix}", m.id), m.created);
+                }
+            }
         }
         for alias in self.cfg.aliases.keys() {
             push(alias.clone(), 0);
@@ -170,6 +213,30 @@ impl Catalog {
             .get(requested)
             .map_or(requested, String::as_str);
         let lower = requested.to_ascii_lowercase();
+        if let Some((base, t)) = MEDIA_SUFFIXES
+            .iter()
+            .find_map(|(s, t)| lower.strip_suffix(s).map(|b| (&requested[..b.len()], *t)))
+        {
+            let base = self.cfg.aliases.get(base).map_or(base, String::as_str);
+            let found = snap.models.iter().find(|m| m.id.eq_ignore_ascii_case(base));
+            return match found {
+                Some(m) if m.supports(t) => Some(Resolved {
+                    upstream_id: m.id.clone(),
+                    thinking: false,
+                    search: false,
+                    must_think: false,
+                    media: Some(t),
+                }),
+                None if snap.fallback && !base.is_empty() => Some(Resolved {
+                    upstream_id: base.to_owned(),
+                    thinking: false,
+                    search: false,
+                    must_think: false,
+                    media: Some(t),
+                }),
+                Some(_) | None => None,
+            };
+        }
         let (base, thinking, search) = SUFFIXES
             .iter()
             .find_map(|(s, t, q)| {
@@ -186,12 +253,14 @@ impl Catalog {
                 thinking,
                 search,
                 must_think: m.must_think,
+                media: None,
             }),
             None if snap.fallback && !base.is_empty() => Some(Resolved {
                 upstream_id: base.to_owned(),
                 thinking,
                 search,
                 must_think: false,
+                media: None,
             }),
             Some(_) | None => None,
         }
@@ -206,6 +275,7 @@ fn fallback() -> Vec<ModelEntry> {
         can_think,
         can_search,
         must_think,
+        media: vec![ChatType::Image, ChatType::ImageEdit, ChatType::Video],
     };
     vec![
         entry("qwen3.7-plus", true, true, false),
@@ -238,6 +308,7 @@ mod tests {
                     can_think: true,
                     can_search: true,
                     must_think: false,
+                    media: vec![ChatType::Image, ChatType::Video],
                 },
                 ModelEntry {
                     id: "qwen3-coder-plus".into(),
@@ -245,6 +316,7 @@ mod tests {
                     can_think: false,
                     can_search: false,
                     must_think: false,
+                    media: vec![],
                 },
             ],
             fetched: Instant::now(),
@@ -264,6 +336,8 @@ mod tests {
                 "qwen3.7-plus-search",
                 "qwen3.7-plus-thinking",
                 "qwen3.7-plus-thinking-search",
+                "qwen3.7-plus-image",
+                "qwen3.7-plus-video",
                 "qwen3-coder-plus",
                 "gpt-4o"
             ]
@@ -290,5 +364,22 @@ mod tests {
             ..snap
         };
         assert_eq!(c.resolve(&fb, "nope-search").unwrap().upstream_id, "nope");
+        let r = c.resolve(&fb, "qwen3.7-plus-draw").unwrap();
+        assert_eq!(r.media, Some(ChatType::Image));
+        let r = c.resolve(&fb, "gpt-4o-video").unwrap();
+        assert_eq!(
+            (r.upstream_id.as_str(), r.media),
+            ("qwen3.7-plus", Some(ChatType::Video))
+        );
+        assert_eq!(
+            c.resolve(&fb, "nope-image-edit").unwrap().media,
+            Some(ChatType::ImageEdit)
+        );
+        let (c, snap) = catalog(false);
+        assert!(
+            c.resolve(&snap, "qwen3.7-plus-image-edit").is_none(),
+            "not listed by the model"
+        );
+        assert!(c.resolve(&snap, "qwen3-coder-plus-image").is_none());
     }
 }

@@ -46,6 +46,9 @@ pub enum AppError {
     RouteNotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A generation answered, but without the image or video asked for.
+    #[error("{0}")]
+    NoMedia(String),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
 }
@@ -193,6 +196,12 @@ impl AppError {
                 "invalid_request_error",
                 "method_not_allowed",
                 self.to_string(),
+            ),
+            AppError::NoMedia(m) => Rendered::new(
+                S::BAD_GATEWAY,
+                "server_error",
+                "no_media_in_answer",
+                m.clone(),
             ),
             AppError::Proxy(p) => render_proxy(p),
         }

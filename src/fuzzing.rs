@@ -25,9 +25,10 @@ pub fn request(data: &[u8]) {
         thinking: false,
         search: false,
         must_think: false,
+        media: None,
     };
     let chat = crate::translate::chat_request(&req, &model);
-    let body = crate::upstream::payload::CompletionBody::new(&chat, "chat");
+    let body = crate::upstream::payload::CompletionBody::new(&chat, "chat", &[]);
     assert!(serde_json::to_vec(&body).is_ok());
 }
 

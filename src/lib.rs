@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod fuzzing;
 pub mod keys;
+pub mod media;
 pub mod openai;
 pub mod prewarm;
 pub mod proxy;

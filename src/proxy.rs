@@ -8,10 +8,12 @@ use futures::{Stream, StreamExt};
 
 use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
 use crate::catalog::{Catalog, Snapshot};
-use crate::chat::{AnswerEvent, ChatRequest, TokenUsage};
-use crate::config::Secret;
+use crate::chat::{AnswerEvent, ChatRequest, ChatType, Feature, TokenUsage};
+use crate::config::{MediaConfig, Secret};
+use crate::media::Uploader;
 use crate::prewarm::ChatPrewarm;
 use crate::stream::{self, DecodeOptions};
+use crate::upstream::files::TaskState;
 use crate::upstream::{Credentials, QwenClient, UpstreamError};
 use crate::usage::UsageRecorder;
 
@@ -63,6 +65,8 @@ pub struct Proxy {
     catalog: Catalog,
     usage: Arc<UsageRecorder>,
     prewarm: Arc<ChatPrewarm>,
+    uploader: Uploader,
+    media: MediaConfig,
 }
 
 /// Who a request is for, as far as account choice and accounting go.
@@ -82,6 +86,8 @@ impl Proxy {
         accounts: Arc<AccountManager>,
         catalog: Catalog,
         usage: Arc<UsageRecorder>,
+        uploader: Uploader,
+        media: MediaConfig,
     ) -> Self {
         let up = client.config();
         let prewarm = ChatPrewarm::new(up.chat_prewarm, up.chat_prewarm_ttl);
@@ -91,7 +97,17 @@ impl Proxy {
             catalog,
             usage,
             prewarm,
+            uploader,
+            media,
         }
+    }
+
+    pub fn client(&self) -> &Arc<QwenClient> {
+        &self.client
+    }
+
+    pub fn uploader(&self) -> &Uploader {
+        &self.uploader
     }
 
     pub fn pool(&self) -> &Pool {
@@ -135,7 +151,7 @@ impl Proxy {
     ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
         let this = Arc::clone(self);
         async_stream::stream! {
-            let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref());
+            let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref(), req.chat_type.feature());
             let mut announced = false;
             'accounts: loop {
                 let lease = match f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await {
@@ -147,6 +163,21 @@ impl Proxy {
                 };
                 let account = Arc::clone(lease.account());
                 let creds = account.credentials();
+                let files = if req.attachments.is_empty() {
+                    Vec::new()
+                } else {
+                    let scope = f.passthrough.is_none().then_some(account.id.as_str());
+                    match this.uploader.files(&creds, scope, &req).await {
+                        Ok(files) => files,
+                        Err(e) => {
+                            if let Err(fin) = f.failed(&this.accounts, &account, e) {
+                                yield Err(fin);
+                                return;
+                            }
+                            continue 'accounts;
+                        }
+                    }
+                };
                 let mut busy_retried = false;
                 'chat: loop {
                     let prewarmed = if busy_retried || f.passthrough.is_some() {
@@ -178,7 +209,40 @@ impl Proxy {
                         announced = true;
                         yield Ok(Progress::UpstreamCalled);
                     }
-                    let mut events = match this.client.complete(&creds, &req, &chat_id).await {
+                    if req.chat_type == ChatType::Video {
+                        let task = match this.client.start_video(&creds, &req, &chat_id, &files).await {
+                            Ok(task) => task,
+                            Err(UpstreamError::ChatInProgress) if !busy_retried => {
+                                busy_retried = true;
+                                continue 'chat;
+                            }
+                            Err(e) => {
+                                if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
+                                    yield Err(fin);
+                                    return;
+                                }
+                                continue 'accounts;
+                            }
+                        };
+                        // The task runs from here on: trying another account would start a
+                        // second video, so a failure now is final.
+                        tracing::info!(account = %account.id, task = %task, "video task started");
+                        match this.wait_video(&creds, &task).await {
+                            Ok(url) => {
+                                let usage = TokenUsage::default();
+                                f.succeeded(&this, &account, ctx.key_id.as_deref(), usage);
+                                yield Ok(Progress::Event(AnswerEvent::Content(format!("[video]({url})"))));
+                                yield Ok(Progress::Event(AnswerEvent::Done(usage)));
+                            }
+                            Err(e) => {
+                                tracing::warn!(account = %account.id, task = %task, error = %e, "video task failed");
+                                f.last = Some(e);
+                                yield Err(f.give_up(this.pool()));
+                            }
+                        }
+                        return;
+                    }
+                    let mut events = match this.client.complete(&creds, &req, &chat_id, &files).await {
                         Ok(bytes) => stream::answers(bytes, opts).boxed(),
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
@@ -248,6 +312,39 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Polls a t2v task until it has a video, fails, or `VIDEO_TIMEOUT_SECONDS` pass. A few
+    /// failed polls in a row are tolerated (the task goes on upstream regardless).
+    async fn wait_video(&self, creds: &Credentials, task: &str) -> Result<String, UpstreamError> {
+        const POLL_ERRORS_TOLERATED: u32 = 3;
+        let deadline = tokio::time::Instant::now() + self.media.video_timeout;
+        let mut errors = 0;
+        loop {
+            tokio::time::sleep(self.media.video_poll_interval).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Err(UpstreamError::Transient(format!(
+                    "the video was not ready within {:?} (VIDEO_TIMEOUT_SECONDS)",
+                    self.media.video_timeout
+                )));
+            }
+            match self.client.task_status(creds, task).await {
+                Ok(TaskState::Succeeded { url }) => return Ok(url),
+                Ok(TaskState::Failed { reason }) => {
+                    return Err(UpstreamError::Transient(format!(
+                        "the video task failed: {reason}"
+                    )));
+                }
+                Ok(TaskState::Pending | TaskState::Running) => errors = 0,
+                Err(e) if e.is_retryable() && errors < POLL_ERRORS_TOLERATED => {
+                    errors += 1;
+                    tracing::debug!(task, error = %e, "video status poll failed; polling on");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
 fn busy_to_transient(e: UpstreamError) -> UpstreamError {
     match e {
         UpstreamError::ChatInProgress => {
@@ -266,17 +363,34 @@ struct Failover {
     last: Option<UpstreamError>,
     /// The caller's own account, in passthrough mode (tried once, never failed over).
     passthrough: Option<Arc<Account>>,
+    /// The generation feature the request uses: its quota is rested per account.
+    feature: Option<Feature>,
 }
 
 impl Failover {
-    fn new(accounts: &AccountManager, passthrough: Option<&Secret>) -> Self {
+    fn new(
+        accounts: &AccountManager,
+        passthrough: Option<&Secret>,
+        feature: Option<Feature>,
+    ) -> Self {
         Self {
             retry_count: accounts.config().retry_count,
             tried: Vec::new(),
             challenged: Vec::new(),
             last: None,
             passthrough: passthrough.map(|t| Arc::new(Account::passthrough(t.clone()))),
+            feature,
         }
+    }
+
+    /// How soon the first usable account whose feature quota rests has it again.
+    fn feature_back(&self, pool: &Pool) -> Option<Duration> {
+        let feature = self.feature?;
+        pool.accounts()
+            .iter()
+            .filter(|a| a.is_usable())
+            .filter_map(|a| a.feature_cooling(feature))
+            .min()
     }
 
     async fn lease(
@@ -295,9 +409,11 @@ impl Failover {
         if self.tried.len() >= self.retry_count {
             return Err(self.give_up(accounts.pool()));
         }
-        let (tried, challenged) = (&self.tried, &self.challenged);
+        let (tried, challenged, feature) = (&self.tried, &self.challenged, self.feature);
         let skip = |a: &Account| {
-            tried.contains(&a.id) || challenged.iter().any(|p| *p == a.credentials().proxy)
+            tried.contains(&a.id)
+                || challenged.iter().any(|p| *p == a.credentials().proxy)
+                || feature.is_some_and(|f| a.feature_cooling(f).is_some())
         };
         match accounts.lease(model, sticky, &skip).await {
             Ok(l) => {
@@ -305,6 +421,10 @@ impl Failover {
                 Ok(l)
             }
             Err(_) if self.last.is_some() => Err(self.give_up(accounts.pool())),
+            Err(Unavailable::NoneUsable) if self.feature_back(accounts.pool()).is_some() => {
+                let retry_after = self.feature_back(accounts.pool()).unwrap_or_default();
+                Err(ProxyError::AllCooling { retry_after })
+            }
             Err(Unavailable::Cooling { retry_after }) => {
                 Err(ProxyError::AllCooling { retry_after })
             }
@@ -321,8 +441,13 @@ impl Failover {
         err: UpstreamError,
     ) -> Result<(), ProxyError> {
         tracing::warn!(account = %account.id, class = err.class(), error = %err, "upstream attempt failed");
-        if self.passthrough.is_none() {
-            accounts.report_failure(account, &err);
+        match (&err, self.feature) {
+            (_, _) if self.passthrough.is_some() => {}
+            (UpstreamError::RateLimited { retry_after, .. }, Some(feature)) => {
+                let rest = retry_after.unwrap_or(accounts.config().rate_limit_cooldown);
+                account.cool_feature(feature, rest);
+            }
+            _ => accounts.report_failure(account, &err),
         }
         let retry = err.is_retryable() || matches!(err, UpstreamError::Challenge(_));
         if matches!(err, UpstreamError::Challenge(_)) {
@@ -355,7 +480,8 @@ impl Failover {
         }
         let retry_after = match &last {
             UpstreamError::RateLimited { retry_after, .. } => Some(
-                pool.soonest_back()
+                self.feature_back(pool)
+                    .or_else(|| pool.soonest_back())
                     .or(*retry_after)
                     .unwrap_or(Duration::from_secs(60)),
             ),

@@ -7,6 +7,10 @@ use crate::accounts::AccountManager;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::media::fetch::RemoteFetcher;
+use crate::media::files::FileStore;
+use crate::media::input::MediaInput;
+use crate::media::jobs::VideoJobs;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
@@ -21,6 +25,9 @@ struct Inner {
     proxy: Arc<Proxy>,
     keys: Arc<KeyRing>,
     reloader: Option<Reloader>,
+    files: FileStore,
+    fetcher: Option<RemoteFetcher>,
+    videos: VideoJobs,
 }
 
 impl AppState {
@@ -69,12 +76,30 @@ impl AppState {
         let usage = UsageRecorder::new(Arc::clone(&store));
         usage.spawn_flusher(s.usage_flush);
         let catalog = Catalog::new(config.models.clone());
-        let proxy = Arc::new(Proxy::new(client, accounts, catalog, usage));
+        let uploader = crate::media::Uploader::new(Arc::clone(&client), Arc::clone(&store));
+        let proxy = Arc::new(Proxy::new(
+            client,
+            accounts,
+            catalog,
+            usage,
+            uploader,
+            config.media.clone(),
+        ));
+        let files = FileStore::new((s.mode != SaveMode::None).then(|| s.data_dir.join("files")));
+        let fetcher = config.media.fetch_remote.then(|| {
+            RemoteFetcher::new(
+                std::time::Duration::from_secs(30),
+                config.media.max_upload_bytes,
+            )
+        });
         Ok(Self(Arc::new(Inner {
             config,
             proxy,
             keys,
             reloader,
+            files,
+            fetcher,
+            videos: VideoJobs::default(),
         })))
     }
 
@@ -92,6 +117,23 @@ impl AppState {
 
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.0.keys
+    }
+
+    pub fn files(&self) -> &FileStore {
+        &self.0.files
+    }
+
+    pub fn videos(&self) -> &VideoJobs {
+        &self.0.videos
+    }
+
+    /// How chat requests read their media parts.
+    pub fn media_input(&self) -> MediaInput<'_> {
+        MediaInput {
+            max_bytes: self.0.config.media.max_upload_bytes,
+            fetcher: self.0.fetcher.as_ref(),
+            files: &self.0.files,
+        }
     }
 
     pub fn reloader(&self) -> Option<&Reloader> {

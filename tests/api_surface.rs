@@ -94,7 +94,7 @@ async fn bad_bodies_get_400_with_the_field_named() {
         (r#"{"model":"qwen3.7-plus","messages":[]}"#.into(), "invalid_value", Some("messages")),
         (r#"{"model":"qwen3.7-plus","n":3,"messages":[{"role":"user","content":"x"}]}"#.into(), "invalid_value", Some("n")),
         (
-            r#"{"model":"qwen3.7-plus","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"http://a/b.png"}}]}]}"#.into(),
+            r#"{"model":"qwen3.7-plus","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"hologram","hologram":{}}]}]}"#.into(),
             "unsupported_content",
             Some("messages[0].content[1]"),
         ),
@@ -196,6 +196,9 @@ async fn models_list_variants_and_cache() {
             "qwen3.7-plus-search",
             "qwen3.7-plus-thinking",
             "qwen3.7-plus-thinking-search",
+            "qwen3.7-plus-image",
+            "qwen3.7-plus-image-edit",
+            "qwen3.7-plus-video",
             "qwen3.8-max",
             "qwen3.8-max-search",
             "qwen3.8-max-thinking",

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use manager::{AccountManager, AddAccount, ManagerError, ReloadReport};
 pub use pool::{Lease, Pick, Pool, Unavailable};
 
+use crate::chat::Feature;
 use crate::config::{PoolConfig, Secret};
 use crate::store::{AccountRecord, AccountStatus, CredentialKind, HealthState, Origin};
 use crate::upstream::{Credentials, UpstreamError};
@@ -77,6 +78,8 @@ pub struct Account {
     inflight: AtomicUsize,
     last_start: Mutex<Option<std::time::Instant>>,
     served: AtomicU64,
+    /// Generation features whose daily quota ran out, until when (chat health is separate).
+    features: Mutex<Vec<(Feature, SystemTime)>>,
 }
 
 impl Account {
@@ -107,6 +110,7 @@ impl Account {
             inflight: AtomicUsize::new(0),
             last_start: Mutex::new(None),
             served: AtomicU64::new(0),
+            features: Mutex::new(Vec::new()),
         }
     }
 
@@ -211,6 +215,27 @@ impl Account {
             }
         }
         c
+    }
+
+    /// Rests `feature` on this account for `d` (its quota ran out); chat is unaffected.
+    pub fn cool_feature(&self, feature: Feature, d: Duration) {
+        let until = SystemTime::now() + d;
+        let mut f = self.features.lock().unwrap_or_else(PoisonError::into_inner);
+        f.retain(|(k, _)| *k != feature);
+        f.push((feature, until));
+        tracing::info!(account = %self.id, feature = feature.as_str(), seconds = d.as_secs(), "feature quota used up; resting it on this account");
+    }
+
+    /// How long `feature` still rests on this account, if it does.
+    pub fn feature_cooling(&self, feature: Feature) -> Option<Duration> {
+        let now = SystemTime::now();
+        self.features
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(k, _)| *k == feature)
+            .and_then(|(_, until)| until.duration_since(now).ok())
+            .filter(|d| !d.is_zero())
     }
 
     pub fn health(&self) -> Health {

@@ -13,9 +13,10 @@ use tokio::time::Instant;
 use super::auth::Identity;
 use super::json::AppJson;
 use super::sse::{self, Frame};
-use crate::chat::AnswerEvent;
+use crate::chat::{AnswerEvent, Attachment, Blob, ChatRequest, ChatType, MediaSource};
 use crate::config::ReasoningFormat;
 use crate::error::AppError;
+use crate::media::MediaKind;
 use crate::openai::ChatCompletionRequest;
 use crate::proxy::{Progress, ProxyError, RunContext};
 use crate::state::AppState;
@@ -31,16 +32,44 @@ pub async fn completions(
     headers: HeaderMap,
     AppJson(req): AppJson<ChatCompletionRequest>,
 ) -> Result<Response, AppError> {
+    respond(&state, identity, &headers, req, Vec::new()).await
+}
+
+/// Answers a chat completion request; `extra` media (from a multipart upload) join the last
+/// user turn's.
+pub async fn respond(
+    state: &AppState,
+    identity: Identity,
+    headers: &HeaderMap,
+    req: ChatCompletionRequest,
+    extra: Vec<Attachment>,
+) -> Result<Response, AppError> {
     let max_messages = state.config().server.max_messages;
     let tools_ignored = translate::check_request(&req, max_messages).map_err(AppError::Invalid)?;
-    let format = reasoning_format(&headers, state.config().output.reasoning_format)?;
+    let format = reasoning_format(headers, state.config().output.reasoning_format)?;
     let snap = state.proxy().models().await;
     let resolved = state
         .proxy()
         .catalog()
         .resolve(&snap, &req.model)
         .ok_or_else(|| AppError::ModelNotFound(req.model.clone()))?;
-    let chat = translate::chat_request(&req, &resolved);
+    let mut chat = translate::chat_request(&req, &resolved);
+    let found = if chat.chat_type == ChatType::ImageEdit && !extra.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .media_input()
+            .attachments(&req.messages, chat.chat_type)
+            .await
+            .map_err(AppError::Invalid)?
+    };
+    chat.attachments = found;
+    if chat.chat_type == ChatType::ImageEdit && !extra.is_empty() {
+        chat.attachments = extra.into_iter().rev().take(1).collect();
+    } else {
+        chat.attachments.extend(extra);
+    }
+    offload_long_prompt(&mut chat, state.config().media.prompt_file_threshold);
     tracing::debug!(model = %chat.model, thinking = chat.thinking, chat_type = chat.chat_type.as_str(), "translated request");
     let out = &state.config().output;
     let opts = DecodeOptions {
@@ -53,16 +82,7 @@ pub async fn completions(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let key_id = identity.caller.as_ref().map(|c| c.key_id().to_owned());
-    let ctx = RunContext {
-        sticky_key: req
-            .user
-            .clone()
-            .filter(|u| !u.is_empty())
-            .or_else(|| key_id.clone()),
-        key_id,
-        passthrough: identity.passthrough,
-    };
+    let ctx = run_context(identity, req.user.as_deref());
     let proxied = state.proxy().run(chat, opts, !req.stream, ctx);
     let mut resp = if req.stream {
         let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
@@ -86,6 +106,43 @@ pub async fn completions(
         );
     }
     Ok(resp)
+}
+
+/// The instruction sent in place of a prompt that went up as a file.
+const PROMPT_FILE_INSTRUCTION: &str = "The full conversation is in the attached file prompt.txt. Read it and reply to its last message as the assistant.";
+
+/// A text prompt over `threshold` bytes is uploaded as `prompt.txt` (protocol §5.3): the site
+/// answers very large bodies with a captcha.
+fn offload_long_prompt(chat: &mut ChatRequest, threshold: usize) {
+    if threshold == 0
+        || chat.prompt.len() <= threshold
+        || !matches!(chat.chat_type, ChatType::Text | ChatType::Search)
+    {
+        return;
+    }
+    let text = std::mem::replace(&mut chat.prompt, PROMPT_FILE_INSTRUCTION.to_owned());
+    tracing::debug!(
+        bytes = text.len(),
+        "prompt over PROMPT_FILE_THRESHOLD_KB; sending it as a file"
+    );
+    let blob = Blob::new(text.into_bytes().into(), "text/plain", "prompt.txt");
+    chat.attachments.push(Attachment {
+        kind: MediaKind::Document,
+        source: MediaSource::Blob(std::sync::Arc::new(blob)),
+    });
+}
+
+/// Accounting and stickiness for a caller (`user` wins over the key for stickiness).
+pub fn run_context(identity: Identity, user: Option<&str>) -> RunContext {
+    let key_id = identity.caller.as_ref().map(|c| c.key_id().to_owned());
+    RunContext {
+        sticky_key: user
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .or_else(|| key_id.clone()),
+        key_id,
+        passthrough: identity.passthrough,
+    }
 }
 
 fn reasoning_format(

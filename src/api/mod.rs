@@ -4,11 +4,15 @@
 mod admin;
 mod auth;
 mod chat;
+mod files;
 mod health;
+mod images;
 mod json;
 mod models;
+mod multipart;
 mod shed;
 mod sse;
+mod videos;
 
 use std::sync::Arc;
 
@@ -34,6 +38,16 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::completions))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::one))
+        .route("/v1/images/generations", post(images::generations))
+        .route("/v1/images/edits", post(images::edits))
+        .route("/v1/videos", post(videos::create))
+        .route("/v1/videos/{id}", get(videos::get))
+        .route("/v1/files", post(files::create).get(files::list))
+        .route("/v1/files/upload", post(files::upload_compat))
+        .route("/v1/files/{id}", get(files::get).delete(files::delete))
+        .route("/v1/chat/multimodal", post(files::multimodal))
+        .route("/v1/image/upload_and_chat", post(files::image_and_chat))
+        .route("/v1/video/upload_and_chat", post(files::video_and_chat))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -63,6 +77,7 @@ pub fn admin_routes(state: &AppState) -> Router<AppState> {
         .route("/api/keys/{id}", delete(admin::delete_key))
         .route("/api/accounts/{account_id}/proxy", put(admin::set_proxy))
         .route("/api/usage", get(admin::usage))
+        .route("/v2/files/getstsToken", post(files::sts_token))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

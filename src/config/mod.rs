@@ -1,6 +1,7 @@
 //! The typed configuration tree, read once from the environment (and `.env`) and validated at start.
 
 mod accounts;
+mod media;
 pub mod parse;
 mod secret;
 mod server;
@@ -14,6 +15,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
+pub use media::MediaConfig;
 pub use parse::Source;
 pub use secret::{ProxyUrl, Secret, mask_url_password};
 pub use server::{CorsOrigins, ServerConfig};
@@ -75,6 +77,7 @@ pub struct Config {
     /// The `.env` file watched for changes (`ENV_FILE`, default `.env`).
     pub env_file: std::path::PathBuf,
     pub server: ServerConfig,
+    pub media: MediaConfig,
     pub log_level: String,
 }
 
@@ -283,6 +286,7 @@ impl Config {
             lifecycle: state::lifecycle(src)?,
             env_file: state::env_file(src),
             server: server::server(src)?,
+            media: media::media(src)?,
             log_level: log_level.to_ascii_lowercase(),
         })
     }

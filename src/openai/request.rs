@@ -32,6 +32,9 @@ pub struct ChatCompletionRequest {
     /// Qwen's own chat type (`t2t`, `search`, …), accepted as an extension.
     #[serde(default)]
     pub chat_type: Option<String>,
+    /// Image or video size for generation (`1024x1024`, `16:9`), an extension.
+    #[serde(default)]
+    pub size: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
 }

@@ -225,6 +225,14 @@ impl<S: Store + ?Sized> Store for Encrypted<S> {
         self.inner.set_setting(name, value).await
     }
 
+    async fn cache_get(&self, key: &str) -> StoreResult<Option<String>> {
+        self.inner.cache_get(key).await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()> {
+        self.inner.cache_put(key, value, expires_at_ms).await
+    }
+
     async fn next_turn(&self) -> StoreResult<u64> {
         self.inner.next_turn().await
     }

@@ -24,6 +24,8 @@ struct Inner {
     /// `(day, subject)` → `[requests, prompt, completion]`; ordered as `usage` returns it.
     usage: BTreeMap<(String, Subject), [u64; 3]>,
     settings: HashMap<String, String>,
+    /// key → (value, expires at, unix ms)
+    cache: HashMap<String, (String, i64)>,
     turn: u64,
 }
 
@@ -144,6 +146,26 @@ impl Store for MemoryStore {
         self.lock()
             .settings
             .insert(name.to_owned(), value.to_owned());
+        Ok(())
+    }
+
+    async fn cache_get(&self, key: &str) -> StoreResult<Option<String>> {
+        let now = super::now_ms();
+        Ok(self
+            .lock()
+            .cache
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(v, _)| v.clone()))
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()> {
+        let now = super::now_ms();
+        let mut inner = self.lock();
+        inner.cache.retain(|_, (_, exp)| *exp > now);
+        inner
+            .cache
+            .insert(key.to_owned(), (value.to_owned(), expires_at_ms));
         Ok(())
     }
 

@@ -263,6 +263,11 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, name: &str) -> StoreResult<Option<String>>;
     async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()>;
 
+    /// A cached value (e.g. an upload's pre-signed URL); `None` when missing or expired.
+    async fn cache_get(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Caches `value` until `expires_at_ms` (unix milliseconds); later it is gone.
+    async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()>;
+
     /// The next round-robin position, shared by every process using this store; strictly
     /// increasing (the first is 1). It need not survive a crash, so backends may skip the fsync.
     async fn next_turn(&self) -> StoreResult<u64>;

@@ -7,6 +7,7 @@
 //! - `status`: hash, id → JSON `AccountStatus`
 //! - `keys`: hash, id → JSON `KeyRecord`; `key_labels`: hash, label → id (the uniqueness index)
 //! - `settings`: hash, name → value
+//! - `cache:<key>`: string with a TTL (uploaded files by content hash and account)
 //! - `turn`: integer, `INCR`ed for the round-robin position
 //! - `usage:<day>`: hash, `<subject>|requests`, `<subject>|prompt`, `<subject>|completion` →
 //!   counts, where `<subject>` is `account:<id>` or `key:<id>`; `usage_days`: set of those days
@@ -413,6 +414,26 @@ impl Store for RedisStore {
 
     async fn set_setting(&self, name: &str, value: &str) -> StoreResult<()> {
         self.query::<()>(&self.hset("settings", name, value)).await
+    }
+
+    async fn cache_get(&self, key: &str) -> StoreResult<Option<String>> {
+        self.query(::redis::cmd("GET").arg(self.key(&format!("cache:{key}"))))
+            .await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()> {
+        let ttl = expires_at_ms - super::now_ms();
+        if ttl <= 0 {
+            return Ok(());
+        }
+        self.query::<()>(
+            ::redis::cmd("SET")
+                .arg(self.key(&format!("cache:{key}")))
+                .arg(value)
+                .arg("PX")
+                .arg(ttl),
+        )
+        .await
     }
 
     async fn next_turn(&self) -> StoreResult<u64> {

@@ -63,6 +63,13 @@ const MIGRATIONS: &[&str] = &[
         name  TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) STRICT;",
+    // 2: the cache of uploads (and anything else that expires).
+    "CREATE TABLE cache (
+        key        TEXT PRIMARY KEY,
+        value      TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX cache_expiry ON cache (expires_ms);",
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -562,6 +569,39 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn cache_get(&self, key: &str) -> StoreResult<Option<String>> {
+        let key = key.to_owned();
+        let now = super::now_ms();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT value FROM cache WHERE key = ?1 AND expires_ms > ?2",
+                rusqlite::params![key, now],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        let now = super::now_ms();
+        self.run(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            tx.execute("DELETE FROM cache WHERE expires_ms <= ?1", [now])
+                .map_err(backend)?;
+            tx.execute(
+                "INSERT INTO cache (key, value, expires_ms) VALUES (?1, ?2, ?3)
+                ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_ms = excluded.expires_ms",
+                rusqlite::params![key, value, expires_at_ms],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)
         })
         .await
     }

@@ -104,6 +104,7 @@ pub(crate) async fn run(store: &dyn Store) {
     keys(store).await;
     usage(store).await;
     settings(store).await;
+    cache(store).await;
     turns(store).await;
 }
 
@@ -332,6 +333,32 @@ async fn usage(store: &dyn Store) {
     assert_eq!(store.usage("2025-02-01T00").await.unwrap(), all[3..]);
     assert_eq!(store.usage(day2).await.unwrap(), all[3..]);
     assert_eq!(store.usage("2025-02-03").await.unwrap(), []);
+}
+
+async fn cache(store: &dyn Store) {
+    let now = super::now_ms();
+    assert_eq!(store.cache_get("up:a").await.unwrap(), None);
+    store
+        .cache_put("up:a", "url-1", now + 60_000)
+        .await
+        .unwrap();
+    store.cache_put("up:gone", "old", now - 1).await.unwrap();
+    assert_eq!(
+        store.cache_get("up:a").await.unwrap().as_deref(),
+        Some("url-1")
+    );
+    assert_eq!(store.cache_get("up:gone").await.unwrap(), None);
+    store
+        .cache_put("up:a", "url-2", now + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.cache_get("up:a").await.unwrap().as_deref(),
+        Some("url-2")
+    );
+    store.cache_put("up:short", "x", now + 150).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(store.cache_get("up:short").await.unwrap(), None);
 }
 
 async fn settings(store: &dyn Store) {

@@ -37,6 +37,8 @@ pub struct Decoder {
     sources_rendered: usize,
     saw_answer: bool,
     saw_reasoning: bool,
+    /// Generated image URLs already emitted (the site may repeat them).
+    images: Vec<String>,
     usage: TokenUsage,
 }
 
@@ -53,6 +55,7 @@ impl Decoder {
             sources_rendered: 0,
             saw_answer: false,
             saw_reasoning: false,
+            images: Vec::new(),
             usage: TokenUsage::default(),
         }
     }
@@ -161,7 +164,20 @@ impl Decoder {
                     self.reasoning(new, out);
                 }
             }
-            Some(Phase::ImageGen | Phase::Unknown) => {
+            Some(Phase::ImageGen) => {
+                let url = delta.content.unwrap_or_default();
+                let url = url.trim();
+                if url.is_empty() || self.images.iter().any(|u| u == url) {
+                    return;
+                }
+                self.images.push(url.to_owned());
+                self.saw_answer = true;
+                out.push(AnswerEvent::Content(image_markdown(
+                    url,
+                    self.images.len() > 1,
+                )));
+            }
+            Some(Phase::Unknown) => {
                 tracing::debug!(phase = ?delta.phase, "ignoring an upstream phase this version does not render");
             }
         }
@@ -234,6 +250,12 @@ impl Decoder {
             self.usage.reasoning = Some(n);
         }
     }
+}
+
+/// A generated image as the chat answer shows it: `![image](url)`, one per line.
+fn image_markdown(url: &str, not_first: bool) -> String {
+    let sep = if not_first { "\n\n" } else { "" };
+    format!("{sep}![image]({url})")
 }
 
 /// The part of `now` not yet sent, given `sent`. When the upstream rewrote earlier text, what
@@ -346,6 +368,33 @@ mod tests {
             &[r#"{"choices": [{"delta": {"content": "hmm", "phase": "think"}}]}"#.into()],
         );
         assert_eq!(d.finish().unwrap_err(), UpstreamError::ThinkingOnly);
+    }
+
+    #[test]
+    fn generated_images_become_markdown_once() {
+        let mut d = Decoder::new(opts());
+        let img = |u: &str| {
+            format!(
+                r#"{{"choices": [{{"delta": {{"role": "assistant", "content": "{u}", "phase": "image_gen", "status": "typing"}}}}], "response_id": "r"}}"#
+            )
+        };
+        let got = run(
+            &mut d,
+            &[
+                img("https://cdn/a.png?key=k"),
+                img("https://cdn/a.png?key=k"),
+                img(""),
+                img("https://cdn/b.png"),
+            ],
+        );
+        assert_eq!(
+            got,
+            [
+                AnswerEvent::Content("![image](https://cdn/a.png?key=k)".into()),
+                AnswerEvent::Content("\n\n![image](https://cdn/b.png)".into()),
+            ]
+        );
+        assert!(d.finish().is_ok());
     }
 
     #[test]

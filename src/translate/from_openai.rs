@@ -57,26 +57,30 @@ pub fn check_request(
         ));
     }
     if let Some(t) = req.chat_type.as_deref() {
-        if !matches!(t, "t2t" | "search") {
+        if ChatType::parse(t).is_none() {
             return Err(InvalidRequest::new(
-                format!("chat_type {t:?} is not supported; use \"t2t\" or \"search\""),
+                format!(
+                    "chat_type {t:?} is not supported; use one of t2t, search, t2i, image_edit, t2v"
+                ),
                 "chat_type",
                 "invalid_value",
             ));
         }
     }
+    if let Some(size) = req.size.as_deref() {
+        crate::media::size::ratio_for_size(size).map_err(|_| {
+            InvalidRequest::new(
+                format!("size {size:?} is not supported; use WIDTHxHEIGHT such as 1024x1024, or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"),
+                "size",
+                "invalid_value",
+            )
+        })?;
+    }
     for (i, m) in req.messages.iter().enumerate() {
         if let Some(MessageContent::Parts(parts)) = &m.content {
-            if let Some((j, p)) = parts
-                .iter()
-                .enumerate()
-                .find(|(_, p)| !matches!(p, ContentPart::Text { .. }))
-            {
+            if let Some(j) = parts.iter().position(|p| matches!(p, ContentPart::Unknown)) {
                 return Err(InvalidRequest::new(
-                    format!(
-                        "content parts of type {:?} are not supported yet; send text",
-                        p.kind()
-                    ),
+                    "unknown content part type; use text, image_url, input_audio, video_url or file",
                     format!("messages[{i}].content[{j}]"),
                     "unsupported_content",
                 ));
@@ -109,20 +113,49 @@ pub struct ThinkingChoice {
 }
 
 /// Builds the internal request for an already checked OpenAI request and its resolved model.
+/// Media parts are not read here (see `media::input`); `attachments` starts empty.
 pub fn chat_request(req: &ChatCompletionRequest, model: &Resolved) -> ChatRequest {
     let thinking = thinking(req, model);
-    let search = model.search || req.chat_type.as_deref() == Some("search");
+    let asked = req.chat_type.as_deref().and_then(ChatType::parse);
+    let chat_type = match (model.media, asked) {
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) if model.search => ChatType::Search,
+        (None, None) => ChatType::Text,
+    };
+    let prompt = if chat_type.feature().is_some() {
+        // Generation takes the instruction, not a transcript.
+        last_user_text(&req.messages)
+    } else {
+        flatten(&req.messages)
+    };
+    let size = if chat_type.feature().is_some() {
+        req.size
+            .as_deref()
+            .and_then(|s| crate::media::size::ratio_for_size(s).ok().flatten())
+            .or_else(|| crate::media::size::ratio_in_prompt(&prompt))
+    } else {
+        None
+    };
     ChatRequest {
         model: model.upstream_id.clone(),
-        prompt: flatten(&req.messages),
+        prompt,
         thinking: thinking.enabled,
         thinking_budget: thinking.budget,
-        chat_type: if search {
-            ChatType::Search
-        } else {
-            ChatType::Text
-        },
+        chat_type,
+        attachments: Vec::new(),
+        size,
     }
+}
+
+/// The text of the last user message (falling back to the flattened conversation).
+fn last_user_text(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(text_of)
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| flatten(messages))
 }
 
 /// The model suffix sets the default; explicit request fields override it; models that must
@@ -225,6 +258,7 @@ mod tests {
             thinking,
             search: false,
             must_think,
+            media: None,
         }
     }
 
@@ -309,8 +343,16 @@ mod tests {
                 "n",
             ),
             (
-                serde_json::json!({"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"http://x"}}]}]}),
+                serde_json::json!({"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"hologram","hologram":{}}]}]}),
                 "messages[0].content[1]",
+            ),
+            (
+                serde_json::json!({"model":"m","chat_type":"image_gen","messages":[{"role":"user","content":"x"}]}),
+                "chat_type",
+            ),
+            (
+                serde_json::json!({"model":"m","size":"huge","messages":[{"role":"user","content":"x"}]}),
+                "size",
             ),
             (
                 serde_json::json!({"model":"m","tools":[{"type":"function"}],"tool_choice":"required","messages":[{"role":"user","content":"x"}]}),

@@ -2,7 +2,9 @@
 //! chat. A narrow seam, so that another upstream can sit beside it later.
 
 pub mod error;
+pub mod files;
 pub mod headers;
+pub mod oss;
 pub mod payload;
 pub mod wire;
 
@@ -222,8 +224,9 @@ impl QwenClient {
         creds: &Credentials,
         req: &ChatRequest,
         chat_id: &str,
+        files: &[payload::WireFile],
     ) -> Result<ByteStream, UpstreamError> {
-        let body = payload::CompletionBody::new(req, chat_id);
+        let body = payload::CompletionBody::new(req, chat_id, files);
         let http = self.request(
             Method::POST,
             "/api/v2/chat/completions",

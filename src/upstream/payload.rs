@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use crate::chat::ChatRequest;
+use crate::chat::{Attachment, ChatRequest, ChatType, MediaSource};
+use crate::media::MediaKind;
 
 /// `POST /api/v2/chats/new`.
 #[derive(Debug, Serialize)]
@@ -44,6 +45,146 @@ pub struct CompletionBody<'a> {
     pub parent_id_camel: Option<&'a str>,
     pub messages: [WireMessage<'a>; 1],
     pub timestamp: u64,
+    /// Aspect ratio for t2i/t2v, also repeated on the message (protocol §9.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<&'static str>,
+}
+
+/// The message `content`: the prompt, or (with media passed by URL) an array of parts (§5.4).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum WireContent<'a> {
+    Text(&'a str),
+    Parts(Vec<ContentItem<'a>>),
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ContentItem<'a> {
+    Text { text: &'a str },
+    Image { image: &'a str },
+    Video { video: &'a str },
+    Audio { audio: &'a str },
+}
+
+/// One `files[]` entry in the shape the site's own front end sends (protocol §10.4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileEntry {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub file: FileInfo,
+    pub id: String,
+    pub url: String,
+    pub name: String,
+    #[serde(rename = "collection_name")]
+    pub collection_name: &'static str,
+    pub progress: u8,
+    pub status: &'static str,
+    pub green_net: &'static str,
+    pub size: u64,
+    pub error: &'static str,
+    pub item_id: String,
+    #[serde(rename = "file_type")]
+    pub file_type: String,
+    pub show_type: &'static str,
+    #[serde(rename = "file_class")]
+    pub file_class: &'static str,
+    pub upload_task_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    pub created_at: i64,
+    pub data: serde_json::Map<String, serde_json::Value>,
+    pub filename: String,
+    pub hash: Option<String>,
+    pub id: String,
+    pub user_id: String,
+    pub meta: FileMeta,
+    pub update_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileMeta {
+    pub name: String,
+    pub size: u64,
+    pub content_type: String,
+    pub parse_meta: ParseMeta,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ParseMeta {
+    pub parse_status: &'static str,
+}
+
+/// What an upload produced, enough to reference it in a message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
+pub struct Uploaded {
+    pub file_id: String,
+    /// The pre-signed GET URL.
+    pub file_url: String,
+    /// The object key; its first segment is the account's user id.
+    pub file_path: String,
+    /// Unix milliseconds of the upload.
+    pub uploaded_at: i64,
+}
+
+impl FileEntry {
+    pub fn new(up: &Uploaded, kind: MediaKind, name: &str, mime: &str, size: u64) -> Self {
+        let user_id = up
+            .file_path
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            kind: kind.show_type(),
+            file: FileInfo {
+                created_at: up.uploaded_at,
+                data: serde_json::Map::new(),
+                filename: name.to_owned(),
+                hash: None,
+                id: up.file_id.clone(),
+                user_id,
+                meta: FileMeta {
+                    name: name.to_owned(),
+                    size,
+                    content_type: mime.to_owned(),
+                    parse_meta: ParseMeta {
+                        parse_status: "success",
+                    },
+                },
+                update_at: up.uploaded_at,
+            },
+            id: up.file_id.clone(),
+            url: up.file_url.clone(),
+            name: name.to_owned(),
+            collection_name: "",
+            progress: 0,
+            status: "uploaded",
+            green_net: "success",
+            size,
+            error: "",
+            item_id: uuid::Uuid::new_v4().to_string(),
+            file_type: mime.to_owned(),
+            show_type: kind.show_type(),
+            file_class: kind.file_class(),
+            upload_task_id: uuid::Uuid::new_v4().to_string(),
+        }
+    }
+}
+
+/// A `files[]` item: an uploaded file, or (image edit) an image passed by URL (§9.2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum WireFile {
+    Uploaded(Box<FileEntry>),
+    Url {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        url: String,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -55,10 +196,10 @@ pub struct WireMessage<'a> {
     pub parent_id_snake: Option<&'a str>,
     pub children_ids: [String; 1],
     pub role: &'static str,
-    pub content: &'a str,
+    pub content: WireContent<'a>,
     #[serde(rename = "user_action")]
     pub user_action: &'static str,
-    pub files: [(); 0],
+    pub files: &'a [WireFile],
     pub timestamp: u64,
     pub models: [&'a str; 1],
     #[serde(rename = "chat_type")]
@@ -68,6 +209,8 @@ pub struct WireMessage<'a> {
     #[serde(rename = "feature_config")]
     pub feature_config: FeatureConfig,
     pub extra: Extra,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<&'static str>,
 }
 
 #[derive(Debug, Serialize)]
@@ -102,12 +245,17 @@ pub struct ExtraMeta {
 }
 
 impl<'a> CompletionBody<'a> {
-    pub fn new(req: &'a ChatRequest, chat_id: &'a str) -> Self {
+    /// `files` are the uploads made for this attempt's account, in attachment order.
+    pub fn new(req: &'a ChatRequest, chat_id: &'a str, files: &'a [WireFile]) -> Self {
         let ts = now().as_secs();
         let chat_type = req.chat_type.as_str();
-        let search = matches!(req.chat_type, crate::chat::ChatType::Search);
+        let search = matches!(req.chat_type, ChatType::Search);
+        // Generation answers with media, not reasoning.
+        let thinking = req.thinking && req.chat_type.feature().is_none();
+        let size = req.size.filter(|_| req.chat_type.feature().is_some());
         Self {
-            stream: true,
+            // Video is a task answered with JSON (protocol §9.3).
+            stream: req.chat_type != ChatType::Video,
             version: "2.1",
             incremental_output: true,
             chat_id,
@@ -122,21 +270,21 @@ impl<'a> CompletionBody<'a> {
                 parent_id_snake: None,
                 children_ids: [uuid::Uuid::new_v4().to_string()],
                 role: "user",
-                content: &req.prompt,
+                content: content(req),
                 user_action: "chat",
-                files: [],
+                files,
                 timestamp: ts,
                 models: [&req.model],
                 chat_type,
                 sub_chat_type: chat_type,
                 feature_config: FeatureConfig {
-                    thinking_enabled: req.thinking,
+                    thinking_enabled: thinking,
                     output_schema: "phase",
                     research_mode: "normal",
                     auto_thinking: false,
-                    thinking_mode: if req.thinking { "Thinking" } else { "Disabled" },
+                    thinking_mode: if thinking { "Thinking" } else { "Disabled" },
                     thinking_format: "summary",
-                    thinking_budget: req.thinking_budget.filter(|_| req.thinking),
+                    thinking_budget: req.thinking_budget.filter(|_| thinking),
                     auto_search: search,
                     function_calling: false,
                     enable_tools: false,
@@ -148,10 +296,55 @@ impl<'a> CompletionBody<'a> {
                         sub_chat_type: chat_type,
                     },
                 },
+                size,
             }],
             timestamp: ts,
+            size,
         }
     }
+}
+
+/// Media passed by URL go into a content array next to the prompt; uploads go into `files[]`.
+/// For image edit the URL is a `files[]` item instead (see [`url_files`]).
+fn content(req: &ChatRequest) -> WireContent<'_> {
+    if req.chat_type == ChatType::ImageEdit {
+        return WireContent::Text(&req.prompt);
+    }
+    let urls: Vec<ContentItem<'_>> = req
+        .attachments
+        .iter()
+        .filter_map(|a| match &a.source {
+            MediaSource::Url(u) => Some(match a.kind {
+                MediaKind::Video => ContentItem::Video { video: u },
+                MediaKind::Audio => ContentItem::Audio { audio: u },
+                MediaKind::Image | MediaKind::Document => ContentItem::Image { image: u },
+            }),
+            MediaSource::Blob(_) => None,
+        })
+        .collect();
+    if urls.is_empty() {
+        return WireContent::Text(&req.prompt);
+    }
+    let mut parts = vec![ContentItem::Text { text: &req.prompt }];
+    parts.extend(urls);
+    WireContent::Parts(parts)
+}
+
+/// `files[]` items for attachments passed by URL, which only image edit takes this way.
+pub fn url_files(req: &ChatRequest) -> Vec<WireFile> {
+    if req.chat_type != ChatType::ImageEdit {
+        return Vec::new();
+    }
+    req.attachments
+        .iter()
+        .filter_map(|a: &Attachment| match &a.source {
+            MediaSource::Url(u) => Some(WireFile::Url {
+                kind: "image",
+                url: u.clone(),
+            }),
+            MediaSource::Blob(_) => None,
+        })
+        .collect()
 }
 
 fn now() -> std::time::Duration {

@@ -165,6 +165,11 @@ impl UpstreamModel {
         })
     }
 
+    /// The chat types the model lists (`t2t`, `search`, `t2i`, …).
+    pub fn chat_types(&self) -> &[String] {
+        self.meta().map_or(&[], |m| m.chat_type.as_slice())
+    }
+
     pub fn can_search(&self) -> bool {
         self.meta()
             .is_some_and(|m| m.chat_type.iter().any(|t| t == "search"))

@@ -1,0 +1,331 @@
+//! Media in a chat request: OpenAI content parts (`image_url`, `input_audio`, `video_url`,
+//! `file`) read into attachments — data URIs decoded, `file_id`s looked up, remote URLs fetched
+//! safely or passed through — each failure naming its part.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+use super::datauri::{self, DataUriError};
+use super::fetch::{FetchError, RemoteFetcher};
+use super::files::FileStore;
+use super::{MediaKind, kind};
+use crate::chat::{Attachment, Blob, ChatType, MediaSource};
+use crate::openai::{ContentPart, Message, MessageContent, Role};
+use crate::translate::InvalidRequest;
+
+/// What reading media needs from the server.
+pub struct MediaInput<'a> {
+    pub max_bytes: usize,
+    /// `Some` when `FETCH_REMOTE_MEDIA=true`.
+    pub fetcher: Option<&'a RemoteFetcher>,
+    pub files: &'a FileStore,
+}
+
+impl MediaInput<'_> {
+    /// The attachments of a request. Every user message contributes; image edit takes only
+    /// the last image of the conversation (including `![..](url)` in assistant answers) and
+    /// refuses a conversation without one.
+    pub async fn attachments(
+        &self,
+        messages: &[Message],
+        chat_type: ChatType,
+    ) -> Result<Vec<Attachment>, InvalidRequest> {
+        let mut out = Vec::new();
+        let mut last_image: Option<(usize, Attachment)> = None;
+        for (i, m) in messages.iter().enumerate() {
+            match (&m.content, m.role) {
+                (Some(MessageContent::Parts(parts)), Role::User) => {
+                    for (j, p) in parts.iter().enumerate() {
+                        let param = format!("messages[{i}].content[{j}]");
+                        if let Some(a) = self.part(p, &param).await? {
+                            if a.kind == MediaKind::Image {
+                                last_image = Some((i, a.clone()));
+                            }
+                            out.push(a);
+                        }
+                    }
+                }
+                (Some(MessageContent::Text(t)), Role::Assistant) => {
+                    if let Some(url) = last_markdown_image(t) {
+                        last_image = Some((
+                            i,
+                            Attachment {
+                                kind: MediaKind::Image,
+                                source: MediaSource::Url(url.to_owned()),
+                            },
+                        ));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if chat_type == ChatType::ImageEdit {
+            return match last_image {
+                Some((_, a)) => Ok(vec![a]),
+                None => Err(invalid(
+                    "image edit needs an image in the conversation; send one as an image_url part",
+                    "messages",
+                    "image_required",
+                )),
+            };
+        }
+        Ok(out)
+    }
+
+    async fn part(
+        &self,
+        p: &ContentPart,
+        param: &str,
+    ) -> Result<Option<Attachment>, InvalidRequest> {
+        let (want, url, filename): (Option<MediaKind>, String, Option<String>) = match p {
+            ContentPart::Text { .. } => return Ok(None),
+            ContentPart::Unknown => {
+                return Err(invalid(
+                    "unknown content part type",
+                    param,
+                    "unsupported_content",
+                ));
+            }
+            ContentPart::ImageUrl { image_url } => {
+                (Some(MediaKind::Image), url_field(image_url, param)?, None)
+            }
+            ContentPart::VideoUrl { video_url } => {
+                (Some(MediaKind::Video), url_field(video_url, param)?, None)
+            }
+            ContentPart::InputAudio { input_audio } => {
+                let data = input_audio
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid("input_audio needs `data` (base64)", param, "invalid_value")
+                    })?;
+                let format = input_audio
+                    .get("format")
+                    .and_then(Value::as_str)
+                    .unwrap_or("wav")
+                    .to_ascii_lowercase();
+                let mime = match format.as_str() {
+                    "mp3" | "mpeg" => "audio/mpeg",
+                    "wav" => "audio/wav",
+                    "ogg" => "audio/ogg",
+                    "m4a" | "mp4" => "audio/mp4",
+                    "flac" => "audio/flac",
+                    "webm" => "audio/webm",
+                    other => {
+                        return Err(invalid(
+                            format!("input_audio format {other:?} is not supported"),
+                            param,
+                            "unsupported_media_type",
+                        ));
+                    }
+                };
+                let decoded = datauri::parse_bare_base64(data, self.max_bytes)
+                    .map_err(|e| data_error(&e, param, self.max_bytes))?;
+                let blob = Blob::new(Bytes::from(decoded.bytes), mime, format!("audio.{format}"));
+                return Ok(Some(Attachment {
+                    kind: MediaKind::Audio,
+                    source: MediaSource::Blob(Arc::new(blob)),
+                }));
+            }
+            ContentPart::File { file } => {
+                if let Some(id) = file.get("file_id").and_then(Value::as_str) {
+                    let Some((meta, bytes)) = self.files.get(id).await else {
+                        return Err(invalid(
+                            format!("no file with id {id:?}; upload it with POST /v1/files first"),
+                            param,
+                            "file_not_found",
+                        ));
+                    };
+                    let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
+                    return Ok(Some(Attachment {
+                        kind: MediaKind::from_mime(&meta.mime),
+                        source: MediaSource::Blob(Arc::new(blob)),
+                    }));
+                }
+                let data = file
+                    .get("file_data")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| {
+                        invalid(
+                            "a file part needs `file_id` or `file_data`",
+                            param,
+                            "invalid_value",
+                        )
+                    })?;
+                let name = file
+                    .get("filename")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                (None, data.to_owned(), name)
+            }
+        };
+        let attachment = if url.starts_with("data:") {
+            let d = datauri::parse(&url, self.max_bytes)
+                .map_err(|e| data_error(&e, param, self.max_bytes))?;
+            let mime = if d.mime == "application/octet-stream"
+                || d.mime == "text/plain" && want.is_some()
+            {
+                kind::sniff(&d.bytes).map_or(d.mime.clone(), str::to_owned)
+            } else {
+                d.mime.clone()
+            };
+            blob_attachment(Bytes::from(d.bytes), mime, filename, want, param)?
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let Some(want) = want else {
+                return Err(invalid(
+                    "file_data must be a data: URI",
+                    param,
+                    "invalid_value",
+                ));
+            };
+            match self.fetcher {
+                None => Attachment {
+                    kind: want,
+                    source: MediaSource::Url(url),
+                },
+                Some(fetcher) => {
+                    let got = fetcher
+                        .fetch(&url)
+                        .await
+                        .map_err(|e| fetch_error(&e, param))?;
+                    let name = url_filename(&url);
+                    blob_attachment(got.bytes, got.mime, name, Some(want), param)?
+                }
+            }
+        } else {
+            return Err(invalid(
+                "media must be a data: URI or an http(s) URL",
+                param,
+                "invalid_value",
+            ));
+        };
+        Ok(Some(attachment))
+    }
+}
+
+/// Checks the type against the part and names the file.
+fn blob_attachment(
+    bytes: Bytes,
+    mime: String,
+    filename: Option<String>,
+    want: Option<MediaKind>,
+    param: &str,
+) -> Result<Attachment, InvalidRequest> {
+    let kind = MediaKind::from_mime(&mime);
+    if let Some(want) = want {
+        if kind != want {
+            return Err(invalid(
+                format!("{mime} is not {}", kind_name(want)),
+                param,
+                "unsupported_media_type",
+            ));
+        }
+    }
+    if bytes.is_empty() {
+        return Err(invalid("the media is empty", param, "invalid_value"));
+    }
+    let filename = filename
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| format!("{}.{}", kind_name(kind), kind::extension_for(&mime)));
+    Ok(Attachment {
+        kind,
+        source: MediaSource::Blob(Arc::new(Blob::new(bytes, mime, filename))),
+    })
+}
+
+fn kind_name(k: MediaKind) -> &'static str {
+    match k {
+        MediaKind::Image => "image",
+        MediaKind::Video => "video",
+        MediaKind::Audio => "audio",
+        MediaKind::Document => "document",
+    }
+}
+
+/// `{"url": "…"}` or a bare string.
+fn url_field(v: &Value, param: &str) -> Result<String, InvalidRequest> {
+    v.get("url")
+        .and_then(Value::as_str)
+        .or_else(|| v.as_str())
+        .map(str::to_owned)
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| invalid("the part needs a `url`", param, "invalid_value"))
+}
+
+fn url_filename(url: &str) -> Option<String> {
+    let path = url.split(['?', '#']).next()?;
+    let last = path.rsplit('/').next()?;
+    (!last.is_empty() && last.contains('.')).then(|| last.to_owned())
+}
+
+/// The URL of the last `![alt](url)` in a text.
+pub fn last_markdown_image(text: &str) -> Option<&str> {
+    let start = text.rfind("![")?;
+    let rest = &text[start..];
+    let open = rest.find("](")? + 2;
+    let close = rest[open..].find(')')? + open;
+    let url = rest[open..close].trim();
+    (url.starts_with("http://") || url.starts_with("https://")).then_some(url)
+}
+
+fn data_error(e: &DataUriError, param: &str, limit: usize) -> InvalidRequest {
+    match e {
+        DataUriError::TooLarge { .. } => invalid(
+            format!(
+                "the media is larger than {} MB (MAX_UPLOAD_MB)",
+                limit / (1024 * 1024)
+            ),
+            param,
+            "media_too_large",
+        ),
+        other => invalid(format!("bad media data: {other}"), param, "invalid_value"),
+    }
+}
+
+fn fetch_error(e: &FetchError, param: &str) -> InvalidRequest {
+    match e {
+        FetchError::Forbidden(_) => invalid(
+            "the media URL points to an address this server does not fetch from (loopback, private, link-local or metadata)",
+            param,
+            "url_not_allowed",
+        ),
+        FetchError::TooLarge { limit_bytes } => invalid(
+            format!(
+                "the media is larger than {} MB (MAX_UPLOAD_MB)",
+                limit_bytes / (1024 * 1024)
+            ),
+            param,
+            "media_too_large",
+        ),
+        other => invalid(
+            format!("could not fetch the media: {other}"),
+            param,
+            "media_fetch_failed",
+        ),
+    }
+}
+
+fn invalid(message: impl Into<String>, param: &str, code: &'static str) -> InvalidRequest {
+    InvalidRequest {
+        message: message.into(),
+        param: Some(param.to_owned()),
+        code,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_images_are_found() {
+        assert_eq!(
+            last_markdown_image("a ![x](https://a/1.png) b ![y]( https://a/2.png )"),
+            Some("https://a/2.png")
+        );
+        assert_eq!(last_markdown_image("![x](javascript:1)"), None);
+        assert_eq!(last_markdown_image("none"), None);
+    }
+}
