@@ -3,8 +3,9 @@
 //! hash and account until its pre-signed URL expires.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use crate::accounts::unix_ms;
 use crate::chat::{Blob, ChatRequest, MediaSource};
 use crate::media::MediaKind;
 use crate::store::Store;
@@ -110,9 +111,4 @@ impl Uploader {
         }
         Ok(up)
     }
-}
-
-fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
