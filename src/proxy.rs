@@ -128,12 +128,7 @@ impl Proxy {
 
     /// The model list, fetched with the first usable account when the cache is stale.
     pub async fn models(&self) -> Arc<Snapshot> {
-        let creds = self
-            .pool()
-            .accounts()
-            .iter()
-            .find(|a| a.is_usable())
-            .map(|a| a.credentials());
+        let creds = self.pool().first_usable().map(|a| a.credentials());
         self.catalog
             .snapshot(|| async { self.client.models(creds.as_ref()).await })
             .await
@@ -421,15 +416,15 @@ impl Failover {
                 Ok(l)
             }
             Err(_) if self.last.is_some() => Err(self.give_up(accounts.pool())),
-            Err(Unavailable::NoneUsable) if self.feature_back(accounts.pool()).is_some() => {
-                let retry_after = self.feature_back(accounts.pool()).unwrap_or_default();
-                Err(ProxyError::AllCooling { retry_after })
-            }
             Err(Unavailable::Cooling { retry_after }) => {
                 Err(ProxyError::AllCooling { retry_after })
             }
             Err(Unavailable::Busy { retry_after }) => Err(ProxyError::AllBusy { retry_after }),
-            Err(Unavailable::NoneUsable) => Err(ProxyError::NoAccount),
+            // Every account left may be resting this request's feature.
+            Err(Unavailable::NoneUsable) => Err(match self.feature_back(accounts.pool()) {
+                Some(retry_after) => ProxyError::AllCooling { retry_after },
+                None => ProxyError::NoAccount,
+            }),
         }
     }
 

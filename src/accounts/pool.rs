@@ -77,6 +77,11 @@ impl Pool {
         self.freed.notify_waiters();
     }
 
+    /// The first account that is neither cooling down nor disabled.
+    pub fn first_usable(&self) -> Option<Arc<Account>> {
+        self.accounts().into_iter().find(|a| a.is_usable())
+    }
+
     pub fn usable_count(&self) -> usize {
         self.accounts().iter().filter(|a| a.is_usable()).count()
     }

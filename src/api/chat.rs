@@ -54,21 +54,18 @@ pub async fn respond(
         .resolve(&snap, &req.model)
         .ok_or_else(|| AppError::ModelNotFound(req.model.clone()))?;
     let mut chat = translate::chat_request(&req, &resolved);
-    let found = if chat.chat_type == ChatType::ImageEdit && !extra.is_empty() {
-        Vec::new()
+    chat.attachments = if chat.chat_type == ChatType::ImageEdit && !extra.is_empty() {
+        // The uploaded image is the one to edit.
+        extra.into_iter().last().into_iter().collect()
     } else {
-        state
+        let mut found = state
             .media_input()
             .attachments(&req.messages, chat.chat_type)
             .await
-            .map_err(AppError::Invalid)?
+            .map_err(AppError::Invalid)?;
+        found.extend(extra);
+        found
     };
-    chat.attachments = found;
-    if chat.chat_type == ChatType::ImageEdit && !extra.is_empty() {
-        chat.attachments = extra.into_iter().rev().take(1).collect();
-    } else {
-        chat.attachments.extend(extra);
-    }
     offload_long_prompt(&mut chat, state.config().media.prompt_file_threshold);
     tracing::debug!(model = %chat.model, thinking = chat.thinking, chat_type = chat.chat_type.as_str(), "translated request");
     let out = &state.config().output;

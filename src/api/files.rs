@@ -129,13 +129,8 @@ async fn store_upload(
 }
 
 fn first_account(state: &AppState) -> Option<(Credentials, String)> {
-    state
-        .accounts()
-        .pool()
-        .accounts()
-        .into_iter()
-        .find(|a| a.is_usable())
-        .map(|a| (a.credentials(), a.id.clone()))
+    let a = state.accounts().pool().first_usable()?;
+    Some((a.credentials(), a.id.clone()))
 }
 
 /// `POST /v2/files/getstsToken` (admin key): upload credentials of one account, as the

@@ -18,10 +18,11 @@ use super::multipart::{Form, invalid};
 use crate::chat::{AnswerEvent, Attachment, Blob, ChatRequest, ChatType, MediaSource};
 use crate::error::AppError;
 use crate::media::MediaKind;
-use crate::media::size::{ratio_for_size, ratio_in_prompt};
+use crate::media::size::requested_ratio;
 use crate::proxy::{Progress, ProxyError};
 use crate::state::AppState;
 use crate::stream::DecodeOptions;
+use crate::translate::InvalidRequest;
 
 /// Most images one request may ask for (each is its own upstream chat).
 const MAX_N: u32 = 4;
@@ -141,17 +142,11 @@ async fn checked(
             ));
         }
     };
-    let size = match req.size.as_deref() {
-        Some(s) => ratio_for_size(s).map_err(|_| {
-            invalid(
-                format!("size {s:?} is not supported; use 1024x1024, 1536x1024, 1024x1536, 1792x1024, 1024x1792 or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"),
-                "size",
-                "invalid_value",
-            )
-        })?,
-        None => None,
-    }
-    .or_else(|| ratio_in_prompt(&req.prompt));
+    let size = requested_ratio(req.size.as_deref(), &req.prompt).map_err(|_| {
+        AppError::Invalid(InvalidRequest::bad_size(
+            req.size.as_deref().unwrap_or_default(),
+        ))
+    })?;
     let model = media_model(state, req.model.as_deref(), chat_type).await?;
     Ok(Generation {
         model,

@@ -132,9 +132,5 @@ fn bad_form(e: MultipartError) -> AppError {
 }
 
 pub fn invalid(message: impl Into<String>, param: &str, code: &'static str) -> AppError {
-    AppError::Invalid(InvalidRequest {
-        message: message.into(),
-        param: Some(param.to_owned()),
-        code,
-    })
+    AppError::Invalid(InvalidRequest::new(message, param, code))
 }

@@ -13,8 +13,9 @@ use super::json::AppJson;
 use super::multipart::invalid;
 use crate::chat::{ChatRequest, ChatType};
 use crate::error::AppError;
-use crate::media::size::{ratio_for_size, ratio_in_prompt};
+use crate::media::size::requested_ratio;
 use crate::state::AppState;
+use crate::translate::InvalidRequest;
 
 #[derive(Debug, Deserialize)]
 pub struct VideoRequest {
@@ -39,17 +40,11 @@ pub async fn create(
             "invalid_value",
         ));
     }
-    let size = match req.size.as_deref() {
-        Some(s) => ratio_for_size(s).map_err(|_| {
-            invalid(
-                format!("size {s:?} is not supported; use WIDTHxHEIGHT or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"),
-                "size",
-                "invalid_value",
-            )
-        })?,
-        None => None,
-    }
-    .or_else(|| ratio_in_prompt(&req.prompt));
+    let size = requested_ratio(req.size.as_deref(), &req.prompt).map_err(|_| {
+        AppError::Invalid(InvalidRequest::bad_size(
+            req.size.as_deref().unwrap_or_default(),
+        ))
+    })?;
     let model = media_model(&state, req.model.as_deref(), ChatType::Video).await?;
     let job = state.videos().create(&model, &req.prompt, size);
     let chat = ChatRequest {

@@ -292,7 +292,10 @@ fn pinned_client(
 }
 
 /// The body, refused as soon as it is known to exceed `max_bytes`.
-async fn read_limited(mut resp: reqwest::Response, max_bytes: usize) -> Result<Bytes, FetchError> {
+pub(crate) async fn read_limited(
+    mut resp: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Bytes, FetchError> {
     let too_large = || FetchError::TooLarge {
         limit_bytes: max_bytes,
     };

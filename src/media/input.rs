@@ -64,7 +64,7 @@ impl MediaInput<'_> {
         if chat_type == ChatType::ImageEdit {
             return match last_image {
                 Some((_, a)) => Ok(vec![a]),
-                None => Err(invalid(
+                None => Err(InvalidRequest::new(
                     "image edit needs an image in the conversation; send one as an image_url part",
                     "messages",
                     "image_required",
@@ -82,7 +82,7 @@ impl MediaInput<'_> {
         let (want, url, filename): (Option<MediaKind>, String, Option<String>) = match p {
             ContentPart::Text { .. } => return Ok(None),
             ContentPart::Unknown => {
-                return Err(invalid(
+                return Err(InvalidRequest::new(
                     "unknown content part type",
                     param,
                     "unsupported_content",
@@ -99,7 +99,11 @@ impl MediaInput<'_> {
                     .get("data")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        invalid("input_audio needs `data` (base64)", param, "invalid_value")
+                        InvalidRequest::new(
+                            "input_audio needs `data` (base64)",
+                            param,
+                            "invalid_value",
+                        )
                     })?;
                 let format = input_audio
                     .get("format")
@@ -114,7 +118,7 @@ impl MediaInput<'_> {
                     "flac" => "audio/flac",
                     "webm" => "audio/webm",
                     other => {
-                        return Err(invalid(
+                        return Err(InvalidRequest::new(
                             format!("input_audio format {other:?} is not supported"),
                             param,
                             "unsupported_media_type",
@@ -132,7 +136,7 @@ impl MediaInput<'_> {
             ContentPart::File { file } => {
                 if let Some(id) = file.get("file_id").and_then(Value::as_str) {
                     let Some((meta, bytes)) = self.files.get(id).await else {
-                        return Err(invalid(
+                        return Err(InvalidRequest::new(
                             format!("no file with id {id:?}; upload it with POST /v1/files first"),
                             param,
                             "file_not_found",
@@ -148,7 +152,7 @@ impl MediaInput<'_> {
                     .get("file_data")
                     .and_then(Value::as_str)
                     .ok_or_else(|| {
-                        invalid(
+                        InvalidRequest::new(
                             "a file part needs `file_id` or `file_data`",
                             param,
                             "invalid_value",
@@ -174,7 +178,7 @@ impl MediaInput<'_> {
             blob_attachment(Bytes::from(d.bytes), mime, filename, want, param)?
         } else if url.starts_with("http://") || url.starts_with("https://") {
             let Some(want) = want else {
-                return Err(invalid(
+                return Err(InvalidRequest::new(
                     "file_data must be a data: URI",
                     param,
                     "invalid_value",
@@ -195,7 +199,7 @@ impl MediaInput<'_> {
                 }
             }
         } else {
-            return Err(invalid(
+            return Err(InvalidRequest::new(
                 "media must be a data: URI or an http(s) URL",
                 param,
                 "invalid_value",
@@ -216,7 +220,7 @@ fn blob_attachment(
     let kind = MediaKind::from_mime(&mime);
     if let Some(want) = want {
         if kind != want {
-            return Err(invalid(
+            return Err(InvalidRequest::new(
                 format!("{mime} is not {}", kind_name(want)),
                 param,
                 "unsupported_media_type",
@@ -224,7 +228,11 @@ fn blob_attachment(
         }
     }
     if bytes.is_empty() {
-        return Err(invalid("the media is empty", param, "invalid_value"));
+        return Err(InvalidRequest::new(
+            "the media is empty",
+            param,
+            "invalid_value",
+        ));
     }
     let filename = filename
         .filter(|n| !n.trim().is_empty())
@@ -251,7 +259,7 @@ fn url_field(v: &Value, param: &str) -> Result<String, InvalidRequest> {
         .or_else(|| v.as_str())
         .map(str::to_owned)
         .filter(|u| !u.trim().is_empty())
-        .ok_or_else(|| invalid("the part needs a `url`", param, "invalid_value"))
+        .ok_or_else(|| InvalidRequest::new("the part needs a `url`", param, "invalid_value"))
 }
 
 fn url_filename(url: &str) -> Option<String> {
@@ -272,7 +280,7 @@ pub fn last_markdown_image(text: &str) -> Option<&str> {
 
 fn data_error(e: &DataUriError, param: &str, limit: usize) -> InvalidRequest {
     match e {
-        DataUriError::TooLarge { .. } => invalid(
+        DataUriError::TooLarge { .. } => InvalidRequest::new(
             format!(
                 "the media is larger than {} MB (MAX_UPLOAD_MB)",
                 limit / (1024 * 1024)
@@ -280,18 +288,18 @@ fn data_error(e: &DataUriError, param: &str, limit: usize) -> InvalidRequest {
             param,
             "media_too_large",
         ),
-        other => invalid(format!("bad media data: {other}"), param, "invalid_value"),
+        other => InvalidRequest::new(format!("bad media data: {other}"), param, "invalid_value"),
     }
 }
 
 fn fetch_error(e: &FetchError, param: &str) -> InvalidRequest {
     match e {
-        FetchError::Forbidden(_) => invalid(
+        FetchError::Forbidden(_) => InvalidRequest::new(
             "the media URL points to an address this server does not fetch from (loopback, private, link-local or metadata)",
             param,
             "url_not_allowed",
         ),
-        FetchError::TooLarge { limit_bytes } => invalid(
+        FetchError::TooLarge { limit_bytes } => InvalidRequest::new(
             format!(
                 "the media is larger than {} MB (MAX_UPLOAD_MB)",
                 limit_bytes / (1024 * 1024)
@@ -299,19 +307,11 @@ fn fetch_error(e: &FetchError, param: &str) -> InvalidRequest {
             param,
             "media_too_large",
         ),
-        other => invalid(
+        other => InvalidRequest::new(
             format!("could not fetch the media: {other}"),
             param,
             "media_fetch_failed",
         ),
-    }
-}
-
-fn invalid(message: impl Into<String>, param: &str, code: &'static str) -> InvalidRequest {
-    InvalidRequest {
-        message: message.into(),
-        param: Some(param.to_owned()),
-        code,
     }
 }
 

@@ -14,5 +14,5 @@ pub mod upload;
 pub use datauri::{DataUri, DataUriError, parse_bare_base64};
 pub use fetch::{FetchError, Fetched, RemoteFetcher, is_public};
 pub use kind::{MediaKind, extension_for, mime_from_filename, sniff};
-pub use size::{BadSize, ratio_for_size, ratio_in_prompt};
+pub use size::{BadSize, ratio_for_size, ratio_in_prompt, requested_ratio};
 pub use upload::Uploader;

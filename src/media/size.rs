@@ -18,6 +18,16 @@ pub struct BadSize;
 /// OpenAI pixel sizes: 1024x1024→1:1, 1536x1024→4:3, 1024x1536→3:4, 1792x1024→16:9, 1024x1792→9:16, 512x512/256x256→1:1,
 /// any other WxH (also `W*H`) → the nearest of the five ratios by aspect; a ratio string among the five passes through; "auto" → None; anything else → Err.
 /// An empty or blank size is treated like `auto`.
+/// The ratio a generation asks for: `size` when given (an error when it maps to none of ours),
+/// else a ratio keyword in the prompt.
+pub fn requested_ratio(size: Option<&str>, prompt: &str) -> Result<Option<&'static str>, BadSize> {
+    let from_size = match size {
+        Some(s) => ratio_for_size(s)?,
+        None => None,
+    };
+    Ok(from_size.or_else(|| ratio_in_prompt(prompt)))
+}
+
 pub fn ratio_for_size(size: &str) -> Result<Option<&'static str>, BadSize> {
     let size = size.trim();
     if size.is_empty() || size.eq_ignore_ascii_case("auto") {

@@ -14,12 +14,23 @@ pub struct InvalidRequest {
 }
 
 impl InvalidRequest {
-    fn new(message: impl Into<String>, param: impl Into<String>, code: &'static str) -> Self {
+    pub fn new(message: impl Into<String>, param: impl Into<String>, code: &'static str) -> Self {
         Self {
             message: message.into(),
             param: Some(param.into()),
             code,
         }
+    }
+
+    /// A `size` that maps to none of the site's ratios.
+    pub fn bad_size(size: &str) -> Self {
+        Self::new(
+            format!(
+                "size {size:?} is not supported; use WIDTHxHEIGHT such as 1024x1024, or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"
+            ),
+            "size",
+            "invalid_value",
+        )
     }
 }
 
@@ -68,13 +79,7 @@ pub fn check_request(
         }
     }
     if let Some(size) = req.size.as_deref() {
-        crate::media::size::ratio_for_size(size).map_err(|_| {
-            InvalidRequest::new(
-                format!("size {size:?} is not supported; use WIDTHxHEIGHT such as 1024x1024, or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"),
-                "size",
-                "invalid_value",
-            )
-        })?;
+        crate::media::size::ratio_for_size(size).map_err(|_| InvalidRequest::bad_size(size))?;
     }
     for (i, m) in req.messages.iter().enumerate() {
         if let Some(MessageContent::Parts(parts)) = &m.content {
@@ -128,11 +133,11 @@ pub fn chat_request(req: &ChatCompletionRequest, model: &Resolved) -> ChatReques
     } else {
         flatten(&req.messages)
     };
+    // `size` was checked by `check_request`.
     let size = if chat_type.feature().is_some() {
-        req.size
-            .as_deref()
-            .and_then(|s| crate::media::size::ratio_for_size(s).ok().flatten())
-            .or_else(|| crate::media::size::ratio_in_prompt(&prompt))
+        crate::media::size::requested_ratio(req.size.as_deref(), &prompt)
+            .ok()
+            .flatten()
     } else {
         None
     };

@@ -5,15 +5,15 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::oss::{self, StsToken};
-use super::payload::{CompletionBody, WireFile};
+use super::payload::WireFile;
 use super::{CallKind, Credentials, QwenClient, UpstreamError, content_type, error};
 use crate::chat::ChatRequest;
+use crate::media::fetch::read_limited;
 
 /// How often and how long a document's parse status is polled.
 const PARSE_POLL: Duration = Duration::from_secs(1);
@@ -165,15 +165,8 @@ impl QwenClient {
         chat_id: &str,
         files: &[WireFile],
     ) -> Result<String, UpstreamError> {
-        let body = CompletionBody::new(req, chat_id, files);
-        let http = self.request(
-            Method::POST,
-            "/api/v2/chat/completions",
-            Some(creds),
-            CallKind::Json,
-        )?;
         let resp = self
-            .send(http.query(&[("chat_id", chat_id)]).json(&body))
+            .post_completion(creds, req, chat_id, files, CallKind::Json)
             .await?;
         let answer: Value = self.json(resp).await?;
         ensure_success(&answer)?;
@@ -229,21 +222,11 @@ impl QwenClient {
             )));
         }
         let mime = content_type(&resp);
-        let mut body = resp.bytes_stream();
-        let mut out = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(self.cfg.idle_timeout, body.next())
+        let body = tokio::time::timeout(self.cfg.idle_timeout, read_limited(resp, limit))
             .await
             .map_err(|_| UpstreamError::Transient("timed out fetching generated media".into()))?
-        {
-            let chunk = chunk.map_err(|e| UpstreamError::from_reqwest(&e))?;
-            if out.len() + chunk.len() > limit {
-                return Err(UpstreamError::Transient(format!(
-                    "the generated media is larger than {limit} bytes"
-                )));
-            }
-            out.extend_from_slice(&chunk);
-        }
-        Ok((Bytes::from(out), mime))
+            .map_err(|e| UpstreamError::Transient(format!("fetching the generated media: {e}")))?;
+        Ok((body, mime))
     }
 }
 

@@ -226,15 +226,9 @@ impl QwenClient {
         chat_id: &str,
         files: &[payload::WireFile],
     ) -> Result<ByteStream, UpstreamError> {
-        let body = payload::CompletionBody::new(req, chat_id, files);
-        let http = self.request(
-            Method::POST,
-            "/api/v2/chat/completions",
-            Some(creds),
-            CallKind::Completion { chat_id },
-        )?;
+        let kind = CallKind::Completion { chat_id };
         let resp = self
-            .send(http.query(&[("chat_id", chat_id)]).json(&body))
+            .post_completion(creds, req, chat_id, files, kind)
             .await?;
         let status = resp.status().as_u16();
         let ct = content_type(&resp);
@@ -269,6 +263,21 @@ impl QwenClient {
             }
         };
         Ok(Box::pin(stream))
+    }
+
+    /// `POST /api/v2/chat/completions?chat_id=…` (the id in the query and in the body).
+    async fn post_completion(
+        &self,
+        creds: &Credentials,
+        req: &ChatRequest,
+        chat_id: &str,
+        files: &[payload::WireFile],
+        kind: CallKind<'_>,
+    ) -> Result<Response, UpstreamError> {
+        let body = payload::CompletionBody::new(req, chat_id, files);
+        let http = self.request(Method::POST, "/api/v2/chat/completions", Some(creds), kind)?;
+        self.send(http.query(&[("chat_id", chat_id)]).json(&body))
+            .await
     }
 
     /// `DELETE /api/v2/chats/{id}`; 404 counts as done.
