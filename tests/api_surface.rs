@@ -3,18 +3,8 @@
 mod common;
 
 use common::fake_qwen::{FakeQwen, Reply};
-use common::{KEY, TestApp, body};
+use common::{KEY, TestApp, body, error_of};
 use serde_json::{Value, json};
-
-async fn error_of(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    let v: Value = resp.json().await.unwrap();
-    let e = v["error"].as_object().expect("OpenAI error envelope");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
-    assert!(e.contains_key("param") && e.contains_key("code") && e.contains_key("type"));
-    (status, v["error"].clone())
-}
 
 fn chat_calls(fake: &FakeQwen) -> usize {
     fake.count("POST", "/api/v2/chats/new") + fake.count("POST", "/api/v2/chat/completions")

@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::fake_media::{self, PNG_1X1, TaskStep};
 use common::fake_qwen::{FakeQwen, Reply};
-use common::{TestApp, sse_json, streamed_content};
+use common::{TestApp, error_of, sse_json, streamed_content};
 use serde_json::{Value, json};
 
 fn png_data_uri() -> String {
@@ -24,10 +24,21 @@ fn with_image(model: &str, url: &str) -> Value {
     ]}]})
 }
 
-async fn error_of(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let v: Value = resp.json().await.unwrap();
-    (status, v["error"].clone())
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.get(path).send().await.unwrap().json().await.unwrap()
+}
+
+/// Polls `GET /v1/videos/{id}` until the job reaches `status` (or about two seconds pass).
+async fn wait_for_job(app: &TestApp, id: &str, status: &str) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..100 {
+        last = get_json(app, &format!("/v1/videos/{id}")).await;
+        if last["status"] == status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last
 }
 
 fn last_completion(app: &TestApp) -> Value {
@@ -493,23 +504,7 @@ async fn video_jobs_report_their_state() {
         Some("queued" | "in_progress")
     ));
     let id = job["id"].as_str().unwrap().to_owned();
-    let mut last = Value::Null;
-    for _ in 0..100 {
-        last = app
-            .http
-            .get(app.url(&format!("/v1/videos/{id}")))
-            .bearer_auth(common::KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if last["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last = wait_for_job(&app, &id, "completed").await;
     assert_eq!(last["status"], "completed", "{last}");
     assert_eq!(last["url"], url.as_str());
 
@@ -527,22 +522,7 @@ async fn video_jobs_report_their_state() {
         .await
         .unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
-    for _ in 0..100 {
-        last = app
-            .http
-            .get(app.url(&format!("/v1/videos/{id}")))
-            .bearer_auth(common::KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if last["status"] == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let last = wait_for_job(&app, &id, "failed").await;
     assert_eq!(last["status"], "failed");
     assert!(
         last["error"]["message"]
@@ -551,13 +531,7 @@ async fn video_jobs_report_their_state() {
             .contains("no permission"),
         "{last}"
     );
-    let resp = app
-        .http
-        .get(app.url("/v1/videos/video_nope"))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.get("/v1/videos/video_nope").send().await.unwrap();
     assert_eq!(resp.status(), 404);
 }
 
@@ -651,47 +625,17 @@ async fn files_are_kept_and_used_on_any_account() {
     let labels: Vec<String> = app.fake.sts_grants().into_iter().map(|g| g.label).collect();
     assert_eq!(labels.len(), 2, "one upload per account: {labels:?}");
     assert!(labels.contains(&uploaded_by) && labels.iter().any(|l| *l != uploaded_by));
-    let got: Value = app
-        .http
-        .get(app.url(&format!("/v1/files/{id}")))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = get_json(&app, &format!("/v1/files/{id}")).await;
     assert_eq!(got["id"], id.as_str());
-    let list: Value = app
-        .http
-        .get(app.url("/v1/files"))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = get_json(&app, "/v1/files").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
-    let del = app
-        .http
-        .delete(app.url(&format!("/v1/files/{id}")))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap();
+    let del = app.delete(&format!("/v1/files/{id}")).send().await.unwrap();
     assert_eq!(del.status(), 200);
     assert_eq!(
         del.json::<Value>().await.unwrap(),
         json!({"id": id, "object": "file", "deleted": true})
     );
-    let again = app
-        .http
-        .delete(app.url(&format!("/v1/files/{id}")))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap();
+    let again = app.delete(&format!("/v1/files/{id}")).send().await.unwrap();
     assert_eq!(again.status(), 404);
 }
 
@@ -794,16 +738,7 @@ async fn media_variants_are_listed_for_models_that_offer_them() {
     let fake = FakeQwen::start().await;
     let token = format!("token={}", fake.add_token("acct1"));
     let app = TestApp::spawn_with(fake, &[("QWEN_COOKIES", token.as_str())]).await;
-    let v: Value = app
-        .http
-        .get(app.url("/v1/models"))
-        .bearer_auth(common::KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = get_json(&app, "/v1/models").await;
     let ids: Vec<&str> = v["data"]
         .as_array()
         .unwrap()

@@ -75,6 +75,14 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(self.url(path)).bearer_auth(KEY)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.delete(self.url(path)).bearer_auth(KEY)
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(self.url(path)).bearer_auth(KEY)
     }
@@ -106,6 +114,17 @@ impl TestApp {
             let _ = h.await;
         }
     }
+}
+
+/// Status and `error` object of an answer that must be an OpenAI error envelope.
+pub async fn error_of(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let v: Value = resp.json().await.unwrap();
+    let e = v["error"].as_object().expect("OpenAI error envelope");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()));
+    assert!(e.contains_key("param") && e.contains_key("code") && e.contains_key("type"));
+    (status, v["error"].clone())
 }
 
 pub fn body(model: &str, stream: bool) -> Value {
