@@ -47,7 +47,10 @@ impl MediaInput<'_> {
                         }
                     }
                 }
-                (Some(MessageContent::Text(t)), Role::Assistant) => {
+                // Only image edit looks back at generated images; other chats skip the scan.
+                (Some(MessageContent::Text(t)), Role::Assistant)
+                    if chat_type == ChatType::ImageEdit =>
+                {
                     if let Some(url) = last_markdown_image(t) {
                         last_image = Some((
                             i,
