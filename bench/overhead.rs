@@ -55,6 +55,9 @@ struct Plan {
     open_streams: usize,
     startup_runs: usize,
     ticks_per_s: u64,
+    /// `--rows TEXT`: only the load rows whose name contains TEXT, without the memory and
+    /// start-up phases and without writing JSON (for profiling one kind of load).
+    rows: Option<String>,
 }
 
 impl Plan {
@@ -71,6 +74,7 @@ impl Plan {
                 open_streams: 100,
                 startup_runs: 2,
                 ticks_per_s,
+                rows: None,
             }
         } else {
             Self {
@@ -83,6 +87,7 @@ impl Plan {
                 open_streams: 1000,
                 startup_runs: 5,
                 ticks_per_s,
+                rows: None,
             }
         }
     }
@@ -96,13 +101,15 @@ fn main() -> ExitCode {
         println!("overhead: benchmark not run in test mode; use bench/run [--quick]");
         return ExitCode::SUCCESS;
     }
-    for a in args
-        .iter()
-        .filter(|a| !matches!(a.as_str(), "--bench" | "--quick"))
-    {
-        eprintln!("overhead: ignoring unknown argument {a:?}");
+    let mut plan = Plan::new(args.iter().any(|a| a == "--quick"));
+    let mut rest = args.iter();
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--bench" | "--quick" => {}
+            "--rows" => plan.rows = rest.next().cloned(),
+            _ => eprintln!("overhead: ignoring unknown argument {a:?}"),
+        }
     }
-    let plan = Plan::new(args.iter().any(|a| a == "--quick"));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -169,6 +176,22 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
     let fake = fake::start().await?;
     let dir = TempDir::new()?;
     let env = proxy_env(&fake);
+
+    if plan.rows.is_some() {
+        let proxy = Proxy::start(&bin, &dir.0, &env).await?;
+        println!("qwen2api pid {}", proxy.pid);
+        let driver = Arc::new(Driver::new(
+            &fake.base_url,
+            &format!("http://{}", proxy.addr),
+            UPSTREAM_TOKEN,
+            API_KEY,
+        ));
+        let rows = measure(plan, &fake, &proxy, &driver)
+            .await
+            .map_err(|e| with_log(&e, &proxy))?;
+        print!("\n{}", report::table(&rows, ticks_per_s));
+        return Ok(());
+    }
 
     let mut startup = Startup { trials: Vec::new() };
     for _ in 0..plan.startup_runs {
@@ -267,12 +290,21 @@ async fn measure(
         (Mode::Json, JSON_EVENTS, plan.json_requests),
         (Mode::Stream, STREAM_EVENTS, plan.stream_requests),
     ];
+    // `--rows` picks rows by a part of their name, or one row by its name and concurrency.
+    let wanted = |name: &str, c: usize| {
+        plan.rows
+            .as_ref()
+            .is_none_or(|r| name.contains(r.as_str()) || *r == format!("{name} C={c}"))
+    };
     for (mode, events, requests) in specs {
         for &c in plan.concurrencies {
             let name = match mode {
                 Mode::Json => format!("non-stream, {events} events"),
                 Mode::Stream => format!("stream, {events} events x {EVENT_BYTES} B"),
             };
+            if !wanted(&name, c) {
+                continue;
+            }
             fake.state.set_scenario(Scenario::new(events, EVENT_BYTES));
             rows.push(phases::row(plan, fake, proxy, driver, name, mode, c, requests).await?);
         }
@@ -285,6 +317,9 @@ async fn measure(
         SLOW_CHAT_NEW.as_millis()
     );
     let n = plan.slow_chat_requests;
+    if !wanted(&name, 1) {
+        return Ok(rows);
+    }
     rows.push(phases::row(plan, fake, proxy, driver, name, Mode::Json, 1, n).await?);
     Ok(rows)
 }

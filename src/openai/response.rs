@@ -71,7 +71,7 @@ pub struct ChunkChoice<'a> {
     pub finish_reason: Option<FinishReason>,
 }
 
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize)]
 pub struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,

@@ -1,6 +1,8 @@
 //! `Decoder`: the state machine that turns upstream frames into answer events. It keeps one
 //! candidate response, diffs cumulative text, renders search sources and tracks usage.
 
+use std::borrow::Cow;
+
 use crate::chat::{AnswerEvent, TokenUsage};
 use crate::config::{SearchInfoMode, StreamMode};
 use crate::upstream::UpstreamError;
@@ -123,7 +125,7 @@ impl Decoder {
         Ok(out)
     }
 
-    fn on_delta(&mut self, delta: WireDelta, out: &mut Vec<AnswerEvent>) {
+    fn on_delta(&mut self, delta: WireDelta<'_>, out: &mut Vec<AnswerEvent>) {
         if let Some(found) = delta
             .extra
             .as_ref()
@@ -149,7 +151,7 @@ impl Decoder {
                 }
             }
             Some(Phase::Think) => {
-                self.reasoning(delta.content.unwrap_or_default(), out);
+                self.reasoning(delta.content.unwrap_or_default().into_owned(), out);
             }
             Some(Phase::ThinkingSummary) => {
                 let joined = delta
@@ -196,9 +198,9 @@ impl Decoder {
 
     /// Only the part of an answer event that is new: detects cumulative upstreams (each event
     /// repeating everything so far) and switches back when an event does not repeat.
-    fn new_answer_text(&mut self, content: String) -> String {
+    fn new_answer_text(&mut self, content: Cow<'_, str>) -> String {
         if self.opts.stream_mode == StreamMode::Incremental || content.is_empty() {
-            return content;
+            return content.into_owned();
         }
         let repeats = content.starts_with(self.answer_so_far.as_str());
         let text = if self.cumulative && repeats {
@@ -213,7 +215,7 @@ impl Decoder {
             content[self.answer_so_far.len()..].to_owned()
         } else {
             self.cumulative = false;
-            content
+            content.into_owned()
         };
         self.answer_so_far.push_str(&text);
         text

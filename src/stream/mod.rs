@@ -2,53 +2,58 @@
 
 mod decoder;
 mod search;
+mod sse;
 
-use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures::{Stream, StreamExt, stream};
+use futures::{Stream, StreamExt};
 
 pub use decoder::{DecodeOptions, Decoder};
+use sse::SseParser;
 
 use crate::chat::AnswerEvent;
 use crate::upstream::{ByteStream, UpstreamError};
 
 /// Decodes a completion's raw bytes into answer events, ending with `Done` or one error.
 pub fn answers(
-    bytes: ByteStream,
+    mut bytes: ByteStream,
     opts: DecodeOptions,
 ) -> impl Stream<Item = Result<AnswerEvent, UpstreamError>> + Send {
-    // The site may end without the final blank line: a trailing one makes the parser flush
-    // the last event instead of dropping it at EOF.
-    let bytes = bytes.chain(stream::once(async { Ok(Bytes::from_static(b"\n\n")) }));
-    let events = bytes.eventsource();
     async_stream::stream! {
+        let mut parser = SseParser::default();
         let mut decoder = Decoder::new(opts);
-        futures::pin_mut!(events);
-        while let Some(item) = events.next().await {
-            let data = match item {
-                Ok(ev) => ev.data,
-                Err(EventStreamError::Transport(e)) => {
+        'read: loop {
+            let ended = match bytes.next().await {
+                Some(Ok(chunk)) => {
+                    parser.push(&chunk);
+                    false
+                }
+                Some(Err(e)) => {
                     yield Err(e);
                     return;
                 }
-                Err(e) => {
-                    yield Err(UpstreamError::Transient(format!("unreadable event stream: {e}")));
-                    return;
+                // The site may end without the final blank line: the last event still counts.
+                None => {
+                    parser.finish();
+                    true
                 }
             };
-            match decoder.feed(&data) {
-                Ok(step) => {
-                    for ev in step.events {
-                        yield Ok(ev);
+            while let Some(data) = parser.next_data() {
+                match decoder.feed(data) {
+                    Ok(step) => {
+                        for ev in step.events {
+                            yield Ok(ev);
+                        }
+                        if step.done {
+                            break 'read;
+                        }
                     }
-                    if step.done {
-                        break;
+                    Err(e) => {
+                        yield Err(e);
+                        return;
                     }
                 }
-                Err(e) => {
-                    yield Err(e);
-                    return;
-                }
+            }
+            if ended {
+                break;
             }
         }
         match decoder.finish() {

@@ -4,8 +4,8 @@
 use crate::chat::{AnswerEvent, TokenUsage};
 use crate::config::ReasoningFormat;
 use crate::openai::{
-    ChatCompletion, ChatCompletionChunk, Choice, ChunkChoice, CompletionTokensDetails, Delta,
-    FinishReason, ResponseMessage, Usage,
+    ChatCompletion, ChatCompletionChunk, Choice, CompletionTokensDetails, Delta, FinishReason,
+    ResponseMessage, Usage,
 };
 
 const THINK_OPEN: &str = "<think>\n";
@@ -31,6 +31,9 @@ pub struct StreamEncoder {
     include_usage: bool,
     role_sent: bool,
     think_open: bool,
+    /// A chunk's JSON up to and including `"choices":[`, and what follows the choices.
+    head: String,
+    tail: &'static str,
 }
 
 impl StreamEncoder {
@@ -41,6 +44,24 @@ impl StreamEncoder {
         format: ReasoningFormat,
         include_usage: bool,
     ) -> Self {
+        let empty = serde_json::to_string(&ChatCompletionChunk {
+            id: &id,
+            object: "chat.completion.chunk",
+            created,
+            model: &model,
+            choices: Vec::new(),
+            usage: include_usage.then_some(None),
+        })
+        .expect("chunks always serialize");
+        let tail = if include_usage {
+            r#"],"usage":null}"#
+        } else {
+            "]}"
+        };
+        // The id and model come first and are escaped, so the key is the last match.
+        let key = r#""choices":["#;
+        let at = empty.rfind(r#""choices":[]"#).expect("a chunk has choices") + key.len();
+        debug_assert_eq!(&empty[at..], tail);
         Self {
             id,
             created,
@@ -49,29 +70,36 @@ impl StreamEncoder {
             include_usage,
             role_sent: false,
             think_open: false,
+            head: empty[..at].to_owned(),
+            tail,
         }
     }
 
+    /// One chunk with one choice, written around the `head` and `tail` prepared once per
+    /// stream: only the delta is serialized per event. Byte for byte what serializing the
+    /// whole `ChatCompletionChunk` gives (the tests compare both).
     fn chunk(&self, delta: Delta<'_>, finish: Option<FinishReason>) -> String {
-        self.serialize(
-            vec![ChunkChoice {
-                index: 0,
-                delta,
-                logprobs: None,
-                finish_reason: finish,
-            }],
-            None,
-        )
+        let text = delta.content.map_or(0, str::len) + delta.reasoning_content.map_or(0, str::len);
+        let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + text + 96);
+        out.extend_from_slice(self.head.as_bytes());
+        out.extend_from_slice(br#"{"index":0,"delta":"#);
+        serde_json::to_writer(&mut out, &delta).expect("deltas always serialize");
+        out.extend_from_slice(br#","logprobs":null,"finish_reason":"#);
+        serde_json::to_writer(&mut out, &finish).expect("finish reasons always serialize");
+        out.push(b'}');
+        out.extend_from_slice(self.tail.as_bytes());
+        String::from_utf8(out).expect("JSON is UTF-8")
     }
 
-    fn serialize(&self, choices: Vec<ChunkChoice<'_>>, usage: Option<Usage>) -> String {
+    /// The final usage chunk (`"choices":[]`).
+    fn usage_chunk(&self, usage: Usage) -> String {
         let chunk = ChatCompletionChunk {
             id: &self.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &self.model,
-            choices,
-            usage: self.include_usage.then_some(usage),
+            choices: Vec::new(),
+            usage: Some(Some(usage)),
         };
         serde_json::to_string(&chunk).expect("chunks always serialize")
     }
@@ -141,7 +169,7 @@ impl StreamEncoder {
                 self.role(&mut out);
                 out.push(self.chunk(Delta::default(), Some(FinishReason::Stop)));
                 if self.include_usage {
-                    out.push(self.serialize(Vec::new(), Some(usage(*u))));
+                    out.push(self.usage_chunk(usage(*u)));
                 }
             }
         }
@@ -209,6 +237,64 @@ impl Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openai::ChunkChoice;
+
+    #[test]
+    fn chunks_written_around_the_delta_match_whole_serialization() {
+        let model = "qwen3 \"max\" \\ \"choices\":[] ü";
+        for include_usage in [false, true] {
+            let e = StreamEncoder::new(
+                "chatcmpl-\"x\"".into(),
+                1_795_330_280,
+                model.into(),
+                ReasoningFormat::Field,
+                include_usage,
+            );
+            let deltas = [
+                (Delta::default(), Some(FinishReason::Stop)),
+                (
+                    Delta {
+                        role: Some("assistant"),
+                        content: Some(""),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+                (
+                    Delta {
+                        content: Some("a \"q\"\n\u{1}\t你好 </script>"),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+                (
+                    Delta {
+                        reasoning_content: Some("r"),
+                        ..Delta::default()
+                    },
+                    None,
+                ),
+                (Delta::default(), Some(FinishReason::Length)),
+            ];
+            for (delta, finish) in deltas {
+                let whole = serde_json::to_string(&ChatCompletionChunk {
+                    id: &e.id,
+                    object: "chat.completion.chunk",
+                    created: e.created,
+                    model: &e.model,
+                    choices: vec![ChunkChoice {
+                        index: 0,
+                        delta,
+                        logprobs: None,
+                        finish_reason: finish,
+                    }],
+                    usage: include_usage.then_some(None),
+                })
+                .unwrap();
+                assert_eq!(e.chunk(delta, finish), whole);
+            }
+        }
+    }
 
     fn encode(format: ReasoningFormat, include_usage: bool, events: &[AnswerEvent]) -> Vec<String> {
         let mut e = StreamEncoder::new("chatcmpl-1".into(), 7, "m".into(), format, include_usage);

@@ -1,17 +1,21 @@
 //! chat.qwen.ai wire types: stream frames, model list, chat creation. Unknown fields are ignored
 //! and unknown enum values fall back to `Unknown`, so a site change degrades instead of failing.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-/// One `data:` payload of the completion stream.
+/// One `data:` payload of the completion stream. Text borrows from the payload where it has
+/// no escapes, so a typical token event allocates only its list of choices.
 #[derive(Debug, Default, Deserialize)]
-pub struct Frame {
+pub struct Frame<'a> {
     #[serde(rename = "response.created")]
     pub created: Option<Created>,
-    #[serde(default)]
-    pub choices: Vec<FrameChoice>,
-    pub response_id: Option<String>,
+    #[serde(default, borrow)]
+    pub choices: Vec<FrameChoice<'a>>,
+    #[serde(borrow)]
+    pub response_id: Option<Cow<'a, str>>,
     pub usage: Option<WireUsage>,
     /// Present (false) on business errors sent inside the stream.
     pub success: Option<bool>,
@@ -26,16 +30,19 @@ pub struct Created {
 }
 
 #[derive(Debug, Deserialize)]
-pub struct FrameChoice {
-    #[serde(default)]
-    pub delta: WireDelta,
+pub struct FrameChoice<'a> {
+    #[serde(default, borrow)]
+    pub delta: WireDelta<'a>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct WireDelta {
-    pub role: Option<String>,
-    pub name: Option<String>,
-    pub content: Option<String>,
+pub struct WireDelta<'a> {
+    #[serde(borrow)]
+    pub role: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub content: Option<Cow<'a, str>>,
     #[serde(default)]
     pub phase: Option<Phase>,
     #[serde(default)]
