@@ -37,8 +37,7 @@ const JSON_EVENTS: usize = 20;
 const STREAM_EVENTS: usize = 200;
 const EVENT_BYTES: usize = 8;
 /// The real site's chat creation takes 0.3–0.6 s; this row shows what a pool of pre-created
-/// chats (`CHAT_PREWARM`, not built yet) would save. Run it with the pool on by passing
-/// `BENCH_PROXY_CHAT_PREWARM=…` once the proxy has it.
+/// chats (`CHAT_PREWARM`) saves: run it with the pool on as `BENCH_PROXY_CHAT_PREWARM=4`.
 const SLOW_CHAT_NEW: Duration = Duration::from_millis(50);
 /// Proxy environment variables may be added or overridden as `BENCH_PROXY_<NAME>=value`.
 const PROXY_ENV_PREFIX: &str = "BENCH_PROXY_";

@@ -6,8 +6,7 @@ use std::time::Duration;
 use qwen2api::reload::{self, Reloader};
 use qwen2api::{AppState, Config, app, config, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     // The environment as started wins over `.env` (ENV_FILE), which is read (and re-read on
     // change) by the reloader.
     let reloader = Reloader::new(std::env::vars().collect());
@@ -18,6 +17,20 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = config.server.worker_threads {
+        runtime.worker_threads(n);
+    }
+    match runtime.enable_all().build() {
+        Ok(rt) => rt.block_on(run(reloader, config)),
+        Err(e) => {
+            eprintln!("qwen2api: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(reloader: Reloader, config: Config) -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck(&config).await;
     }

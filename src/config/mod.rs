@@ -461,6 +461,19 @@ mod tests {
     }
 
     #[test]
+    fn worker_threads_default_to_one_per_core() {
+        let c = Config::from_source(&src(&[("API_KEY", "k")])).unwrap();
+        assert_eq!(c.server.worker_threads, None);
+        let c = Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "0")])).unwrap();
+        assert_eq!(c.server.worker_threads, None);
+        let c = Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "1")])).unwrap();
+        assert_eq!(c.server.worker_threads, Some(1));
+        let err =
+            Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "x")])).unwrap_err();
+        assert_eq!(err.var, "WORKER_THREADS");
+    }
+
+    #[test]
     fn no_key_refuses_to_start() {
         let err = Config::from_source(&src(&[])).unwrap_err();
         assert_eq!(err.var, "API_KEY");

@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub cors: CorsOrigins,
     /// When set, the admin API is served only here.
     pub admin_listen: Option<SocketAddr>,
+    /// Runtime worker threads (`WORKER_THREADS`; `None`: one per CPU core). Read at start.
+    pub worker_threads: Option<usize>,
 }
 
 pub fn server(src: &dyn Source) -> Result<ServerConfig, ConfigError> {
@@ -38,6 +40,10 @@ pub fn server(src: &dyn Source) -> Result<ServerConfig, ConfigError> {
         max_body_bytes: mb.saturating_mul(1024 * 1024),
         max_messages: uint_or(src, "MAX_MESSAGES", 2000usize, 1)?,
         cors: cors(src)?,
+        worker_threads: match uint_or(src, "WORKER_THREADS", 0usize, 0)? {
+            0 => None,
+            n => Some(n),
+        },
         admin_listen: match src.get("ADMIN_LISTEN_ADDRESS") {
             Some(raw) => Some(raw.parse().map_err(|_| {
                 ConfigError::invalid(
