@@ -60,7 +60,10 @@ where
     let mut idle = 0;
     for round in 0..=GATHER_ROUNDS {
         let mut got = false;
-        while let Some(more) = batches.next().now_or_never() {
+        while buf.len() < WRITE_AT {
+            let Some(more) = batches.next().now_or_never() else {
+                break;
+            };
             let Some(frames) = more else { return true };
             got = true;
             for f in &frames {
@@ -131,4 +134,83 @@ where
 /// The keep-alive comment on its own, for a stream that starts before its first content.
 pub fn keep_alive() -> Frame {
     KEEP_ALIVE
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::{Stream, StreamExt};
+
+    use super::{Frame, response};
+
+    /// A source fed by another task through a one-slot channel, the way an upstream HTTP/1
+    /// body arrives, with `pause` between items.
+    fn fed(items: usize, pause: Duration) -> impl Stream<Item = Vec<Frame>> + Send + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Frame>>(1);
+        tokio::spawn(async move {
+            for i in 0..items {
+                if !pause.is_zero() {
+                    tokio::time::sleep(pause).await;
+                }
+                if tx.send(vec![Frame::Data(i.to_string())]).await.is_err() {
+                    return;
+                }
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) })
+    }
+
+    /// The body's writes, as sent.
+    async fn writes(source: impl Stream<Item = Vec<Frame>> + Send + 'static) -> Vec<String> {
+        let body = response(source, Duration::from_secs(600)).into_body();
+        body.into_data_stream()
+            .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
+            .collect()
+            .await
+    }
+
+    fn frames(range: std::ops::Range<usize>) -> String {
+        range
+            .map(|i| ["data: ", &i.to_string(), "\n\n"].concat())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn frames_handed_over_one_at_a_time_share_one_write() {
+        let got = writes(fed(40, Duration::ZERO)).await;
+        // The first frame is written as soon as it is read, the next ones gather behind it.
+        assert_eq!(got.concat(), frames(0..40));
+        assert!(got.len() <= 2, "{} writes: {got:?}", got.len());
+    }
+
+    #[tokio::test]
+    async fn a_source_that_really_waits_gets_a_write_per_frame() {
+        let got = writes(fed(3, Duration::from_millis(30))).await;
+        assert_eq!(got, ["data: 0\n\n", "data: 1\n\n", "data: 2\n\n"]);
+    }
+
+    #[tokio::test]
+    async fn a_write_stops_growing_at_its_limit() {
+        let big = "x".repeat(1000);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Frame>>(64);
+        for _ in 0..40 {
+            tx.send(vec![Frame::Data(big.clone())]).await.unwrap();
+        }
+        drop(tx);
+        let source =
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
+        let got = writes(source).await;
+        assert_eq!(got.concat().len(), 40 * (big.len() + 8));
+        assert!(
+            got.iter()
+                .all(|w| w.len() < super::WRITE_AT + big.len() + 8)
+        );
+        assert_eq!(
+            got.len(),
+            3,
+            "{:?}",
+            got.iter().map(String::len).collect::<Vec<_>>()
+        );
+    }
 }
