@@ -33,61 +33,120 @@ pub enum CallKind<'a> {
     Completion { chat_id: &'a str },
 }
 
-pub fn build(cfg: &UpstreamConfig, creds: Option<&Credentials>, kind: CallKind<'_>) -> HeaderMap {
-    let origin = cfg.base_url.origin().ascii_serialization();
+/// The header values that are the same on every call, checked and converted once per client
+/// (a value that is not a valid header, e.g. a bad `USER_AGENT`, is left out, as before).
+#[derive(Debug)]
+pub struct Template {
+    /// `user-agent` … `version`, sent before the per-call `timezone` and `x-request-id`.
+    head: Vec<(HeaderName, HeaderValue)>,
+    /// `origin` and the `sec-fetch-*` trio, after them.
+    tail: Vec<(HeaderName, HeaderValue)>,
+    json_referer: Option<HeaderValue>,
+    /// `<origin>/c/`, completed with the chat id per call.
+    chat_referer: String,
+}
+
+impl Template {
+    pub fn new(cfg: &UpstreamConfig) -> Self {
+        let origin = cfg.base_url.origin().ascii_serialization();
+        let pairs = |list: &[(&'static str, &str)]| {
+            list.iter()
+                .filter_map(|(name, value)| {
+                    let v = HeaderValue::from_str(value).ok()?;
+                    Some((HeaderName::from_static(name), v))
+                })
+                .collect()
+        };
+        Self {
+            head: pairs(&[
+                ("user-agent", &cfg.user_agent),
+                (
+                    "sec-ch-ua",
+                    r#""Google Chrome";v="149", "Chromium";v="149", "Not)A;Brand";v="24""#,
+                ),
+                ("sec-ch-ua-mobile", "?0"),
+                ("sec-ch-ua-platform", "\"Windows\""),
+                ("accept-language", "zh-CN,zh;q=0.9,en;q=0.8"),
+                ("content-type", "application/json"),
+                ("bx-v", &cfg.bx_v),
+                ("source", "web"),
+                ("version", &cfg.web_version),
+            ]),
+            tail: pairs(&[
+                ("origin", &origin),
+                ("sec-fetch-dest", "empty"),
+                ("sec-fetch-mode", "cors"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+            json_referer: HeaderValue::from_str(&format!("{origin}/")).ok(),
+            chat_referer: format!("{origin}/c/"),
+        }
+    }
+}
+
+pub fn build(
+    template: &Template,
+    cfg: &UpstreamConfig,
+    creds: Option<&Credentials>,
+    kind: CallKind<'_>,
+) -> HeaderMap {
     let mut h = HeaderMap::with_capacity(24);
+    for (name, value) in &template.head {
+        h.insert(name.clone(), value.clone());
+    }
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
             h.insert(HeaderName::from_static(name), v);
         }
     };
-    put("user-agent", &cfg.user_agent);
-    put(
-        "sec-ch-ua",
-        r#""Google Chrome";v="149", "Chromium";v="149", "Not)A;Brand";v="24""#,
-    );
-    put("sec-ch-ua-mobile", "?0");
-    put("sec-ch-ua-platform", "\"Windows\"");
-    put("accept-language", "zh-CN,zh;q=0.9,en;q=0.8");
-    put("content-type", "application/json");
-    put("bx-v", &cfg.bx_v);
-    put("source", "web");
-    put("version", &cfg.web_version);
     put("timezone", &timezone());
     put("x-request-id", &uuid::Uuid::new_v4().to_string());
-    put("origin", &origin);
-    put("sec-fetch-dest", "empty");
-    put("sec-fetch-mode", "cors");
-    put("sec-fetch-site", "same-origin");
+    for (name, value) in &template.tail {
+        h.insert(name.clone(), value.clone());
+    }
     match kind {
         CallKind::Json => {
-            put("accept", "application/json, text/plain, */*");
-            put("referer", &format!("{origin}/"));
+            h.insert(
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("application/json, text/plain, */*"),
+            );
+            if let Some(v) = &template.json_referer {
+                h.insert(reqwest::header::REFERER, v.clone());
+            }
         }
         CallKind::Completion { chat_id } => {
-            put("accept", "text/event-stream");
-            put("referer", &format!("{origin}/c/{chat_id}"));
-            put("x-accel-buffering", "no");
+            h.insert(
+                reqwest::header::ACCEPT,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            let referer = [template.chat_referer.as_str(), chat_id].concat();
+            if let Ok(v) = HeaderValue::from_str(&referer) {
+                h.insert(reqwest::header::REFERER, v);
+            }
+            h.insert(
+                HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            );
         }
     }
     if let Some(creds) = creds {
         let token = creds.token.expose();
+        let mut secret = |name: HeaderName, value: &str| {
+            if let Ok(mut v) = HeaderValue::from_str(value) {
+                v.set_sensitive(true);
+                h.insert(name, v);
+            }
+        };
         if cfg.send_auth_header {
-            put("authorization", &format!("Bearer {token}"));
+            secret(reqwest::header::AUTHORIZATION, &format!("Bearer {token}"));
         }
-        put(
-            "cookie",
+        secret(
+            reqwest::header::COOKIE,
             &cookie_header(
                 token,
                 creds.cookies.as_ref().map(crate::config::Secret::expose),
             ),
         );
-        if let Some(v) = h.get_mut("authorization") {
-            v.set_sensitive(true);
-        }
-        if let Some(v) = h.get_mut("cookie") {
-            v.set_sensitive(true);
-        }
     }
     for (name, value) in &cfg.extra_headers {
         match value {

@@ -28,6 +28,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + 
 
 pub struct QwenClient {
     cfg: Arc<UpstreamConfig>,
+    headers: headers::Template,
     /// One pooled HTTP client per outbound proxy (`None`: the global proxy or none).
     clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
 }
@@ -35,6 +36,7 @@ pub struct QwenClient {
 impl QwenClient {
     pub fn new(cfg: Arc<UpstreamConfig>) -> Self {
         Self {
+            headers: headers::Template::new(&cfg),
             cfg,
             clients: Mutex::new(HashMap::new()),
         }
@@ -101,7 +103,7 @@ impl QwenClient {
         let url = format!("{}{path}", self.cfg.base_url.as_str().trim_end_matches('/'));
         Ok(http
             .request(method, url)
-            .headers(headers::build(&self.cfg, creds, kind)))
+            .headers(headers::build(&self.headers, &self.cfg, creds, kind)))
     }
 
     /// Sends and waits for the response headers, within the first-byte timeout.
