@@ -179,15 +179,7 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
     if plan.rows.is_some() {
         let proxy = Proxy::start(&bin, &dir.0, &env).await?;
         println!("qwen2api pid {}", proxy.pid);
-        let driver = Arc::new(Driver::new(
-            &fake.base_url,
-            &format!("http://{}", proxy.addr),
-            UPSTREAM_TOKEN,
-            API_KEY,
-        ));
-        let rows = measure(plan, &fake, &proxy, &driver)
-            .await
-            .map_err(|e| with_log(&e, &proxy))?;
+        let rows = measure(plan, &fake, &proxy).await?;
         print!("\n{}", report::table(&rows, ticks_per_s));
         return Ok(());
     }
@@ -204,12 +196,7 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
     startup.trials.push(proxy.startup);
     tokio::time::sleep(Duration::from_millis(250)).await;
     let idle_kib = proxy.rss_kib()?;
-    let driver = Arc::new(Driver::new(
-        &fake.base_url,
-        &format!("http://{}", proxy.addr),
-        UPSTREAM_TOKEN,
-        API_KEY,
-    ));
+    let driver = driver_for(&fake, &proxy);
     let memory = phases::hold(&fake, &proxy, &driver, open_streams, idle_kib)
         .await
         .map_err(|e| with_log(&e, &proxy))?;
@@ -217,15 +204,7 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
 
     let proxy = Proxy::start(&bin, &dir.0, &env).await?;
     startup.trials.push(proxy.startup);
-    let driver = Arc::new(Driver::new(
-        &fake.base_url,
-        &format!("http://{}", proxy.addr),
-        UPSTREAM_TOKEN,
-        API_KEY,
-    ));
-    let rows = measure(plan, &fake, &proxy, &driver)
-        .await
-        .map_err(|e| with_log(&e, &proxy))?;
+    let rows = measure(plan, &fake, &proxy).await?;
     drop(proxy);
 
     print!("\n{}", report::table(&rows, ticks_per_s));
@@ -272,12 +251,29 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// A load driver for the fake directly and for this proxy.
+fn driver_for(fake: &FakeServer, proxy: &Proxy) -> Arc<Driver> {
+    Arc::new(Driver::new(
+        &fake.base_url,
+        &format!("http://{}", proxy.addr),
+        UPSTREAM_TOKEN,
+        API_KEY,
+    ))
+}
+
 fn with_log(e: &BoxError, proxy: &Proxy) -> BoxError {
     format!("{e}\nqwen2api's last log lines:\n{}", proxy.log_tail(20)).into()
 }
 
-/// The load rows, on a proxy that has served nothing yet.
-async fn measure(
+/// The load rows, on a proxy that has served nothing yet; a failure comes with its log tail.
+async fn measure(plan: &Plan, fake: &FakeServer, proxy: &Proxy) -> Result<Vec<Row>, BoxError> {
+    let driver = driver_for(fake, proxy);
+    load_rows(plan, fake, proxy, &driver)
+        .await
+        .map_err(|e| with_log(&e, proxy))
+}
+
+async fn load_rows(
     plan: &Plan,
     fake: &FakeServer,
     proxy: &Proxy,

@@ -158,6 +158,12 @@ mod tests {
                 }
             }
         });
+        received(rx)
+    }
+
+    fn received(
+        rx: tokio::sync::mpsc::Receiver<Vec<Frame>>,
+    ) -> impl Stream<Item = Vec<Frame>> + Send + 'static {
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) })
     }
 
@@ -198,9 +204,7 @@ mod tests {
             tx.send(vec![Frame::Data(big.clone())]).await.unwrap();
         }
         drop(tx);
-        let source =
-            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) });
-        let got = writes(source).await;
+        let got = writes(received(rx)).await;
         assert_eq!(got.concat().len(), 40 * (big.len() + 8));
         assert!(
             got.iter()
