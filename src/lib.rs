@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod event_loop;
 pub mod fuzzing;
 pub mod keys;
 pub mod media;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qwen2api::reload::{self, Reloader};
-use qwen2api::{AppState, Config, app, config, telemetry};
+use qwen2api::{AppState, Config, app, config, event_loop, telemetry};
 
 fn main() -> ExitCode {
     // The environment as started wins over `.env` (ENV_FILE), which is read (and re-read on
@@ -17,11 +17,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = config.server.worker_threads {
-        runtime.worker_threads(n);
-    }
-    match runtime.enable_all().build() {
+    // This runtime starts up, signs in, runs background work and the admin listener; client
+    // requests are served by the event loops (`event_loop::serve`), one thread each.
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(run(reloader, config)),
         Err(e) => {
             eprintln!("qwen2api: cannot start the async runtime: {e}");
@@ -46,6 +47,7 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
     let listen = config.listen;
     let admin_listen = config.server.admin_listen;
     let grace = config.server.shutdown_grace;
+    let loops = event_loop::count(config.server.worker_threads);
     let state = match AppState::build(config, Some(reloader)).await {
         Ok(s) => s,
         Err(e) => {
@@ -64,7 +66,7 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
         },
         None => None,
     };
-    tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), "qwen2api listening");
+    tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), loops, "qwen2api listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -73,7 +75,9 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let main_server = app::serve(listener, state.clone(), stopped(stop_rx.clone()));
+    let main_server = event_loop::serve(listener, app::router(state.clone()), loops, || {
+        stopped(stop_rx.clone())
+    });
     let admin_server = async {
         match admin_listener {
             Some(l) => {

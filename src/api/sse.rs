@@ -74,9 +74,25 @@ where
         if idle == IDLE_ROUNDS || buf.len() >= WRITE_AT || round == GATHER_ROUNDS {
             break;
         }
-        tokio::task::yield_now().await;
+        yield_once().await;
     }
     false
+}
+
+/// Lets the tasks already queued on this thread run before this one goes on. Unlike
+/// `tokio::task::yield_now`, which holds the wake-up back until the runtime has polled its I/O
+/// driver (a system call each round), this re-queues the task at once; the runtime still polls
+/// I/O every few dozen tasks.
+fn yield_once() -> impl std::future::Future<Output = ()> {
+    let mut yielded = false;
+    std::future::poll_fn(move |cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
 }
 
 /// A `text/event-stream` response from batches of frames. Batches that are ready together go

@@ -26,11 +26,16 @@ use crate::config::{Secret, UpstreamConfig};
 /// Raw bytes of a completion's event stream, with the idle timeout applied.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
+/// Which pooled client a call uses: the serving loop it runs on, and its outbound proxy.
+type ClientKey = (Option<usize>, Option<String>);
+
 pub struct QwenClient {
     cfg: Arc<UpstreamConfig>,
     headers: headers::Template,
-    /// One pooled HTTP client per outbound proxy (`None`: the global proxy or none).
-    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
+    /// One pooled HTTP client per serving loop and outbound proxy (`None`: not a serving
+    /// loop's thread; the global proxy or none), so that an upstream connection's task runs on
+    /// the loop whose requests use it (see [`crate::event_loop`]).
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
 }
 
 impl QwenClient {
@@ -47,7 +52,7 @@ impl QwenClient {
     }
 
     fn http(&self, proxy: Option<&str>) -> Result<reqwest::Client, UpstreamError> {
-        let key = proxy.map(str::to_owned);
+        let key = (crate::event_loop::current(), proxy.map(str::to_owned));
         let mut clients = self
             .clients
             .lock()
