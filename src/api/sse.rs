@@ -108,6 +108,8 @@ where
         tokio::pin!(silence);
         loop {
             tokio::select! {
+                // Frames first: the keep-alive timer only matters while nothing comes.
+                biased;
                 next = batches.next() => {
                     let Some(frames) = next else { break };
                     for f in &frames {

@@ -23,6 +23,15 @@ pub use headers::{CallKind, Credentials};
 use crate::chat::ChatRequest;
 use crate::config::{Secret, UpstreamConfig};
 
+/// `path` under the configured base URL (which may have a path of its own). The base was parsed,
+/// its host checked and IDNA-mapped, once at start; only the path is set per call.
+fn endpoint(base: &reqwest::Url, path: &str) -> reqwest::Url {
+    let mut url = base.clone();
+    let full = format!("{}{path}", base.path().trim_end_matches('/'));
+    url.set_path(&full);
+    url
+}
+
 /// Raw bytes of a completion's event stream, with the idle timeout applied.
 pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
 
@@ -105,7 +114,7 @@ impl QwenClient {
         kind: CallKind<'_>,
     ) -> Result<RequestBuilder, UpstreamError> {
         let http = self.http(proxy)?;
-        let url = format!("{}{path}", self.cfg.base_url.as_str().trim_end_matches('/'));
+        let url = endpoint(&self.cfg.base_url, path);
         Ok(http
             .request(method, url)
             .headers(headers::build(&self.headers, &self.cfg, creds, kind)))
@@ -251,6 +260,8 @@ impl QwenClient {
             tokio::pin!(silence);
             loop {
                 tokio::select! {
+                    // Data first (no random branch order per chunk); the timer is for silence.
+                    biased;
                     next = inner.next() => match next {
                         Some(Ok(bytes)) => {
                             silence.as_mut().reset(tokio::time::Instant::now() + idle);
@@ -312,4 +323,33 @@ fn content_type(resp: &Response) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::endpoint;
+
+    #[test]
+    fn endpoints_keep_the_base_path_and_encode_like_a_parsed_url() {
+        let at = |base: &str, path: &str| {
+            endpoint(&reqwest::Url::parse(base).unwrap(), path).to_string()
+        };
+        assert_eq!(
+            at("https://chat.qwen.ai/", "/api/v2/chats/new"),
+            "https://chat.qwen.ai/api/v2/chats/new"
+        );
+        assert_eq!(
+            at("http://relay.local:8080/qwen", "/api/models"),
+            "http://relay.local:8080/qwen/api/models"
+        );
+        assert_eq!(
+            at("http://relay.local:8080/qwen/", "/api/models"),
+            "http://relay.local:8080/qwen/api/models"
+        );
+        // An id never ends the path early: `?` and `#` are encoded, not a query or fragment.
+        assert_eq!(
+            at("https://chat.qwen.ai", "/api/v2/chats/a b?#"),
+            "https://chat.qwen.ai/api/v2/chats/a%20b%3F%23"
+        );
+    }
 }
