@@ -1,6 +1,7 @@
 //! Logging: the subscriber set-up and the one middleware that logs each request (and its
 //! error, once) inside a request span.
 
+use std::io::IsTerminal;
 use std::time::Instant;
 
 use axum::extract::Request;
@@ -14,9 +15,12 @@ use crate::error::LoggedError;
 pub fn init(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only on a terminal: a log file or `docker logs` gets plain text (NO_COLOR too).
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(ansi)
         .try_init();
 }
 

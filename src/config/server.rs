@@ -28,7 +28,8 @@ pub struct ServerConfig {
     pub cors: CorsOrigins,
     /// When set, the admin API is served only here.
     pub admin_listen: Option<SocketAddr>,
-    /// Runtime worker threads (`WORKER_THREADS`; `None`: one per CPU core). Read at start.
+    /// Event loops serving client requests (`WORKER_THREADS`; `None`: one per CPU core). Read
+    /// at start.
     pub worker_threads: Option<usize>,
 }
 
