@@ -5,8 +5,8 @@ use std::future::Future;
 
 use axum::Router;
 use axum::middleware;
-use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use axum::serve::{Listener, ListenerExt};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::api;
 use crate::state::AppState;
@@ -32,11 +32,15 @@ fn with_logging(app: Router) -> Router {
 }
 
 /// Serves `app` until `shutdown` resolves, then lets in-flight requests finish.
-pub async fn serve_app(
-    listener: TcpListener,
+pub async fn serve_app<L>(
+    listener: L,
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) -> std::io::Result<()>
+where
+    L: Listener<Io = TcpStream>,
+    L::Addr: std::fmt::Debug,
+{
     // Small SSE writes must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);

@@ -46,7 +46,7 @@ async fn worker_threads_sets_the_serving_loops_and_each_one_streams() {
         loop_threads(server.child.id()),
         ["qwen2api-loop-0", "qwen2api-loop-1", "qwen2api-loop-2"]
     );
-    // Twelve connections at once: whichever loops accept them, every stream is whole.
+    // Twelve connections at once, dealt to the three loops in turn: every stream is whole.
     let streams = (0..12).map(|_| {
         let url = server.url("/v1/chat/completions");
         async move {
