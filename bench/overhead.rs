@@ -39,6 +39,10 @@ const EVENT_BYTES: usize = 8;
 /// The real site's chat creation takes 0.3–0.6 s; this row shows what a pool of pre-created
 /// chats (`CHAT_PREWARM`) saves: run it with the pool on as `BENCH_PROXY_CHAT_PREWARM=4`.
 const SLOW_CHAT_NEW: Duration = Duration::from_millis(50);
+/// The real site sends its tokens tens of milliseconds apart, so the proxy sleeps between
+/// events; this row shows what waking up for each event costs (1 ms apart keeps it short).
+const PACED_EVENT_GAP: Duration = Duration::from_millis(1);
+const PACED_CONCURRENCY: usize = 16;
 /// Proxy environment variables may be added or overridden as `BENCH_PROXY_<NAME>=value`.
 const PROXY_ENV_PREFIX: &str = "BENCH_PROXY_";
 
@@ -49,6 +53,7 @@ struct Plan {
     json_requests: usize,
     stream_requests: usize,
     slow_chat_requests: usize,
+    paced_requests: usize,
     /// A phase stops early after this long (its request count is then lower).
     phase_cap: Duration,
     open_streams: usize,
@@ -69,6 +74,7 @@ impl Plan {
                 json_requests: 20,
                 stream_requests: 20,
                 slow_chat_requests: 10,
+                paced_requests: 16,
                 phase_cap: Duration::from_secs(5),
                 open_streams: 100,
                 startup_runs: 2,
@@ -82,6 +88,7 @@ impl Plan {
                 json_requests: 4000,
                 stream_requests: 2000,
                 slow_chat_requests: 100,
+                paced_requests: 480,
                 phase_cap: Duration::from_secs(20),
                 open_streams: 1000,
                 startup_runs: 5,
@@ -303,6 +310,17 @@ async fn load_rows(
             fake.state.set_scenario(Scenario::new(events, EVENT_BYTES));
             rows.push(phases::row(plan, fake, proxy, driver, name, mode, c, requests).await?);
         }
+    }
+    let mut paced = Scenario::new(STREAM_EVENTS, EVENT_BYTES);
+    paced.event_delay = PACED_EVENT_GAP;
+    let name = format!(
+        "stream, {STREAM_EVENTS} events {} ms apart",
+        PACED_EVENT_GAP.as_millis()
+    );
+    if wanted(&name, PACED_CONCURRENCY) {
+        fake.state.set_scenario(paced);
+        let (c, n) = (PACED_CONCURRENCY, plan.paced_requests);
+        rows.push(phases::row(plan, fake, proxy, driver, name, Mode::Stream, c, n).await?);
     }
     let mut slow = Scenario::new(JSON_EVENTS, EVENT_BYTES);
     slow.chat_new_delay = SLOW_CHAT_NEW;
