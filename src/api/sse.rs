@@ -41,7 +41,9 @@ const KEEP_ALIVE: Frame = Frame::Comment("keep-alive");
 const WRITE_AT: usize = 16 * 1024;
 /// Scheduler rounds a write waits at most for more frames.
 const GATHER_ROUNDS: usize = 64;
-/// Scheduler rounds in a row that bring nothing before the write is sent.
+/// Scheduler rounds in a row that bring nothing before the write is sent. One is not enough:
+/// the upstream connection's task often needs a second round to hand over the next chunk (with
+/// 1, a 200-event stream at C = 1 cost 2.5–2.8 ms of CPU instead of about 1 ms in the bench).
 const IDLE_ROUNDS: usize = 3;
 
 /// Appends the frames that are ready, or become ready while this task lets the others run,
