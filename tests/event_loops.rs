@@ -31,7 +31,7 @@ async fn worker_threads_sets_the_serving_loops_and_each_one_streams() {
     ));
     let dir = tempfile::tempdir().unwrap();
     let base = fake.base_url();
-    let mut server = Server::start(
+    let server = Server::start(
         dir.path(),
         &[
             ("API_KEY", "sk-loops"),
@@ -68,9 +68,7 @@ async fn worker_threads_sets_the_serving_loops_and_each_one_streams() {
     }
     assert_eq!(fake.count("POST", "/api/v2/chat/completions"), 12);
     server.terminate();
-    let code = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let code = server.exit_code(Duration::from_secs(10)).await;
     let log = read_log(dir.path());
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("loops=3"), "{log}");

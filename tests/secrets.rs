@@ -18,7 +18,7 @@ async fn a_full_scenario_at_trace_level_logs_no_secret() {
     let (api_key, admin_key) = ("sk-user-KEYSECRET9", "sk-admin-ADMINSECRET7");
     let dir = tempfile::tempdir().unwrap();
     let base = fake.base_url();
-    let mut server = Server::start(
+    let server = Server::start(
         dir.path(),
         &[
             ("API_KEY", api_key),
@@ -101,9 +101,7 @@ async fn a_full_scenario_at_trace_level_logs_no_secret() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
     server.terminate();
-    tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    server.exit_code(Duration::from_secs(10)).await;
 
     let log = read_log(dir.path());
     assert!(

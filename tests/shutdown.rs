@@ -21,7 +21,7 @@ async fn sigterm_lets_twenty_open_streams_finish() {
     );
     let dir = tempfile::tempdir().unwrap();
     let base = fake.base_url();
-    let mut server = Server::start(
+    let server = Server::start(
         dir.path(),
         &[
             ("API_KEY", "sk-shutdown"),
@@ -68,8 +68,6 @@ async fn sigterm_lets_twenty_open_streams_finish() {
         );
         assert!(body.contains("w9 "), "a stream lost text: {body}");
     }
-    let code = tokio::task::spawn_blocking(move || server.wait(Duration::from_secs(10)))
-        .await
-        .unwrap();
+    let code = server.exit_code(Duration::from_secs(10)).await;
     assert_eq!(code, Some(0), "{}", read_log(dir.path()));
 }

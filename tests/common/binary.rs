@@ -81,6 +81,15 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Waits, off the async runtime, for the process to exit (up to `timeout`); its exit code.
+    pub async fn exit_code(mut self, timeout: Duration) -> Option<i32> {
+        tokio::task::spawn_blocking(move || self.wait(timeout))
+            .await
+            .expect("the wait does not panic")
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
