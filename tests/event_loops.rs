@@ -42,10 +42,6 @@ async fn worker_threads_sets_the_serving_loops_and_each_one_streams() {
             ("WORKER_THREADS", "3"),
         ],
     );
-    assert_eq!(
-        loop_threads(server.child.id()),
-        ["qwen2api-loop-0", "qwen2api-loop-1", "qwen2api-loop-2"]
-    );
     // Twelve connections at once, dealt to the three loops in turn: every stream is whole.
     let streams = (0..12).map(|_| {
         let url = server.url("/v1/chat/completions");
@@ -67,6 +63,12 @@ async fn worker_threads_sets_the_serving_loops_and_each_one_streams() {
         assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
     }
     assert_eq!(fake.count("POST", "/api/v2/chat/completions"), 12);
+    // The port accepts as soon as it is bound, before the loops start; once a request has
+    // been answered, every loop exists (they all start before the first connection is dealt).
+    assert_eq!(
+        loop_threads(server.child.id()),
+        ["qwen2api-loop-0", "qwen2api-loop-1", "qwen2api-loop-2"]
+    );
     server.terminate();
     let code = server.exit_code(Duration::from_secs(10)).await;
     let log = read_log(dir.path());
