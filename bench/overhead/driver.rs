@@ -68,14 +68,7 @@ pub struct Load {
 
 impl Driver {
     pub fn new(upstream: &str, proxy: &str, upstream_token: &str, api_key: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .no_proxy()
-            .http1_only()
-            .pool_max_idle_per_host(4096)
-            .pool_idle_timeout(Duration::from_secs(600))
-            .build()
-            .expect("a plain HTTP client builds");
+        let http = Self::client();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default()
@@ -103,6 +96,35 @@ impl Driver {
             new_chat_body: Bytes::from(new_chat_body.to_string()),
             proxy_json_body: proxy_body(false),
             proxy_stream_body: proxy_body(true),
+        }
+    }
+
+    /// A keep-alive client that holds every connection it opened until it is dropped.
+    fn client() -> reqwest::Client {
+        reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .no_proxy()
+            .http1_only()
+            .pool_max_idle_per_host(4096)
+            .pool_idle_timeout(Duration::from_secs(600))
+            .build()
+            .expect("a plain HTTP client builds")
+    }
+
+    /// The same driver with a connection pool of its own: a row opens only the connections
+    /// its concurrency needs, and the ones an earlier row left open (up to 256 per side)
+    /// are closed when that row's driver is dropped, so they are not counted in this row's
+    /// memory.
+    pub fn with_new_connections(&self) -> Self {
+        Self {
+            http: Self::client(),
+            upstream: self.upstream.clone(),
+            proxy: self.proxy.clone(),
+            upstream_token: self.upstream_token.clone(),
+            api_key: self.api_key.clone(),
+            new_chat_body: self.new_chat_body.clone(),
+            proxy_json_body: self.proxy_json_body.clone(),
+            proxy_stream_body: self.proxy_stream_body.clone(),
         }
     }
 

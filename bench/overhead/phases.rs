@@ -127,6 +127,7 @@ pub async fn row(
     concurrency: usize,
     requests: usize,
 ) -> Result<Row, BoxError> {
+    let driver = &Arc::new(driver.with_new_connections());
     eprintln!("{name}, concurrency {concurrency}: direct …");
     let warmup = requests.min(concurrency.max(10));
     let cap = plan.phase_cap;
