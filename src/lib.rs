@@ -11,6 +11,7 @@ pub mod event_loop;
 pub mod fuzzing;
 pub mod keys;
 pub mod media;
+pub mod memory;
 pub mod openai;
 pub mod prewarm;
 pub mod proxy;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qwen2api::reload::{self, Reloader};
-use qwen2api::{AppState, Config, app, config, event_loop, telemetry};
+use qwen2api::{AppState, Config, app, config, event_loop, memory, telemetry};
 
 fn main() -> ExitCode {
     // The environment as started wins over `.env` (ENV_FILE), which is read (and re-read on
@@ -56,6 +56,7 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
         }
     };
     let _watcher = reload::watch(&state);
+    tokio::spawn(memory::release_when_quiet());
     let Some(listener) = bind(listen).await else {
         return ExitCode::FAILURE;
     };

@@ -27,8 +27,9 @@ pub fn init(filter: &str) {
 pub async fn log_requests(req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
     let started = Instant::now();
+    let open = crate::memory::Open::start();
     async move {
-        let resp = next.run(req).await;
+        let resp = next.run(req).await.map(|body| open.hold(body));
         let status = resp.status().as_u16();
         let ms = started.elapsed().as_secs_f64() * 1000.0;
         match resp.extensions().get::<LoggedError>() {
