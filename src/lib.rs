@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod api;
 pub mod app;
+pub mod body;
 pub mod catalog;
 pub mod chat;
 pub mod config;

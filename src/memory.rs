@@ -5,12 +5,10 @@
 //! heap, so after a burst of concurrent requests the process stayed at its peak (45 MB instead
 //! of 25 MB after 256 concurrent requests in the benchmark) until the next burst reused it.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes, HttpBody};
+use axum::body::Body;
 
 /// Requests started since the process began.
 static STARTED: AtomicU64 = AtomicU64::new(0);
@@ -34,41 +32,13 @@ impl Open {
 
     /// `body`, holding this request open until it has been sent or dropped.
     pub fn hold(self, body: Body) -> Body {
-        Body::new(Held {
-            inner: body,
-            _open: self,
-        })
+        crate::body::hold(body, self)
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
         OPEN.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-struct Held {
-    inner: Body,
-    _open: Open,
-}
-
-impl HttpBody for Held {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
     }
 }
 
