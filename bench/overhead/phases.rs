@@ -59,6 +59,9 @@ pub async fn preflight(fake: &FakeServer, driver: &Arc<Driver>) -> Result<(), Bo
     Ok(())
 }
 
+/// How long after the held streams end (and their connections close) RSS is read again.
+const AFTER_QUIET: Duration = Duration::from_secs(1);
+
 /// Peak RSS while `n` streams are held open through the proxy, then while they all finish.
 pub async fn hold(
     fake: &FakeServer,
@@ -67,6 +70,8 @@ pub async fn hold(
     n: usize,
     idle_kib: u64,
 ) -> Result<Memory, BoxError> {
+    // Connections of its own, closed after the streams end.
+    let driver = Arc::new(driver.with_new_connections());
     let mut s = Scenario::new(STREAM_EVENTS, EVENT_BYTES);
     s.hold = true;
     fake.state.set_scenario(s);
@@ -76,7 +81,7 @@ pub async fn hold(
     eprintln!("holding {n} streams open through qwen2api …");
     let started = Instant::now();
     let holder = tokio::spawn({
-        let driver = Arc::clone(driver);
+        let driver = Arc::clone(&driver);
         let opened = Arc::clone(&opened);
         async move { driver.hold_streams(n, 100, opened).await }
     });
@@ -95,6 +100,10 @@ pub async fn hold(
     let load = holder.await?;
     settle(fake).await;
     let peak_release_kib = sampler.stop();
+    // With the client connections closed and a second of quiet, qwen2api gives freed memory
+    // back (`src/memory.rs`).
+    drop(driver);
+    tokio::time::sleep(AFTER_QUIET).await;
     let after_kib = proxy.rss_kib()?;
     if load.errors > 0 {
         return Err(format!(

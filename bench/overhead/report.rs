@@ -32,8 +32,9 @@ pub struct Row {
 pub struct Memory {
     pub idle_kib: u64,
     pub peak_held_kib: u64,
-    /// Highest RSS while the held streams were let go all at once, and after they finished.
+    /// Highest RSS while the held streams were let go all at once.
     pub peak_release_kib: u64,
+    /// RSS a second after they finished and their connections were closed.
     pub after_kib: u64,
     pub streams: usize,
     pub opened: usize,
@@ -249,7 +250,7 @@ pub fn memory_lines(m: &Memory, startup: &Startup) -> String {
         out,
         "memory: idle {:.1} MiB after start; peak {:.1} MiB with {} open streams ({} opened \
          in {:.2} s) => {:.1} KiB per open stream; {:.1} MiB peak while they all finish, {:.1} \
-         MiB after",
+         MiB 1 s after they finished and their connections closed",
         mib(m.idle_kib),
         mib(m.peak_held_kib),
         m.streams,
