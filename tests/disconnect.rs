@@ -3,31 +3,16 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::fake_qwen::{End, Reply, Split};
 use common::qwen_sse::{self, CHAT_ID, PARENT_ID, RID};
-use common::{TestApp, body, sse_json, sse_lines, streamed_content};
+use common::{TestApp, body, eventually, sse_json, sse_lines, streamed_content};
 use futures::StreamExt;
 use serde_json::Value;
 
 const MODEL: &str = "qwen3.7-plus";
 const KEEPALIVE: &str = ": keep-alive";
-
-/// Polls `cond` every 10 ms for up to `within`; background effects (a lease dropped after the
-/// response, a chat deleted by a spawned task) are not ordered with what the client sees.
-async fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// `DELETE /api/v2/chats/<id>` requests received, as `(chat id, account label)`.
 fn deletions(app: &TestApp) -> Vec<(String, Option<String>)> {

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::binary::{Server, read_log};
 use common::fake_qwen::{End, FakeQwen, Reply, Split};
@@ -11,16 +11,10 @@ use common::qwen_sse as sse;
 
 const RELEASED: &str = "returned freed memory";
 
-/// Waits up to `limit` for `needle` in the log; how many times it is there then.
-async fn wait_for(dir: &std::path::Path, needle: &str, limit: Duration) -> usize {
-    let start = Instant::now();
-    loop {
-        let n = read_log(dir).matches(needle).count();
-        if n > 0 || start.elapsed() > limit {
-            return n;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// Times "returned freed memory" is in the log once it is there or `limit` has passed.
+async fn releases(dir: &std::path::Path, limit: Duration) -> usize {
+    common::eventually(limit, || read_log(dir).contains(RELEASED)).await;
+    read_log(dir).matches(RELEASED).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,17 +57,14 @@ async fn freed_memory_goes_back_after_a_burst_once_no_stream_is_open() {
     });
     futures::future::join_all(burst).await;
     assert_eq!(
-        wait_for(dir.path(), RELEASED, Duration::from_millis(800)).await,
+        releases(dir.path(), Duration::from_millis(800)).await,
         0,
         "released while a stream was open"
     );
 
     // Once its client hangs up, the next quiet period gives the memory back, once.
     drop(held);
-    assert_eq!(
-        wait_for(dir.path(), RELEASED, Duration::from_secs(5)).await,
-        1
-    );
+    assert_eq!(releases(dir.path(), Duration::from_secs(5)).await, 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(read_log(dir.path()).matches(RELEASED).count(), 1);
     server.terminate();

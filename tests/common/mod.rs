@@ -8,11 +8,27 @@ pub mod qwen_sse;
 pub mod redis_server;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use fake_qwen::FakeQwen;
 use qwen2api::AppState;
 use qwen2api::reload::Reloader;
 use serde_json::Value;
+
+/// Polls `cond` every 10 ms for up to `within`; background effects (a lease dropped after the
+/// response, a chat deleted by a spawned task) are not ordered with what the client sees.
+pub async fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
 
 pub const KEY: &str = "sk-test-key";
 
