@@ -113,6 +113,13 @@ fn main() -> ExitCode {
         match a.as_str() {
             "--bench" | "--quick" => {}
             "--rows" => plan.rows = rest.next().cloned(),
+            // For profiling: more requests per row, so that a profiler has time to attach.
+            "--requests" => {
+                if let Some(n) = rest.next().and_then(|n| n.parse().ok()) {
+                    plan.json_requests = n;
+                    plan.stream_requests = n;
+                }
+            }
             _ => eprintln!("overhead: ignoring unknown argument {a:?}"),
         }
     }

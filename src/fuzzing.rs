@@ -1,6 +1,7 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the test that replays their corpus:
-//! the request parser with translation, and the upstream SSE decoder fed bytes split at
-//! arbitrary points. They must never panic; they assert the decoder's own invariants.
+//! the request parser with translation, the upstream SSE decoder fed bytes split at arbitrary
+//! points, and the fast frame scanner against serde. They must never panic; they assert the
+//! decoder's own invariants.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -87,6 +88,18 @@ pub fn sse(data: &[u8]) {
     }
 }
 
+/// One `data:` payload: wherever the fast scanner reads a frame, serde reads the same one.
+pub fn frame(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Some(fast) = crate::upstream::scan::frame(text) {
+        let slow =
+            serde_json::from_str::<crate::upstream::wire::Frame>(text).map(|f| format!("{f:?}"));
+        assert_eq!(slow.ok(), Some(format!("{fast:?}")), "on {text:?}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +116,7 @@ mod tests {
         }
         sse(b"");
         sse(b"\x01\x02");
+        frame(br#"{"choices":[{"delta":{"content":"hi"}}]}"#);
+        frame(b"\xff{");
     }
 }

@@ -73,7 +73,7 @@ impl Decoder {
         if data.is_empty() {
             return Ok(step);
         }
-        let frame: Frame = match serde_json::from_str(data) {
+        let frame = match Frame::parse(data) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(error = %e, len = data.len(), "ignoring an upstream event that is not a frame");

@@ -6,6 +6,7 @@ pub mod files;
 pub mod headers;
 pub mod oss;
 pub mod payload;
+pub(crate) mod scan;
 pub mod wire;
 
 use std::collections::HashMap;

@@ -22,6 +22,14 @@ pub struct Frame<'a> {
     pub error: Option<Value>,
 }
 
+impl<'a> Frame<'a> {
+    /// Parses one `data:` payload: the usual token event by the fast scanner
+    /// ([`super::scan`]), anything else by serde.
+    pub fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
+        super::scan::frame(data).map_or_else(|| serde_json::from_str(data), Ok)
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Created {
     pub response_id: Option<String>,

@@ -1,0 +1,424 @@
+//! The fast path for reading a stream frame: a strict JSON scanner for the usual token event
+//! that hands anything unusual back to serde, so it never decides differently from
+//! `serde_json::from_str::<Frame>`.
+//!
+//! serde_json spends most of its time on a token event in the fields the proxy never reads
+//! (`usage` details, `timestamp`, the repeated ids). This reads the fields `Frame` has and skips
+//! the others with `memchr` over strings. It answers `None`, and serde decides, for anything
+//! it does not handle itself: `response.created`, `extra`, `success`, `error`, a `\u` escape in
+//! a skipped string, a repeated known field, a value of an unexpected type, deep nesting, or
+//! invalid JSON. Escaped text it does read is decoded by serde_json.
+
+use std::borrow::Cow;
+
+use super::wire::{Frame, FrameChoice, OutputTokensDetails, Phase, Status, WireDelta, WireUsage};
+
+/// Bytes that end a run of plain string text: the quote, the backslash, control characters.
+static STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        stop[c] = true;
+        c += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
+
+/// Nesting a skipped value may have before the frame goes to serde (which allows 128).
+const MAX_DEPTH: usize = 32;
+
+/// The frame, when it has the shape this scanner reads; `None`: parse it with serde.
+pub fn frame(data: &str) -> Option<Frame<'_>> {
+    let mut r = Reader { s: data, i: 0 };
+    let mut f = Frame::default();
+    let mut seen = Seen::default();
+    r.object(|r, key| {
+        match key {
+            "choices" => {
+                seen.once(0)?;
+                f.choices = r.choices()?;
+            }
+            "response_id" => {
+                seen.once(1)?;
+                f.response_id = r.opt_string()?;
+            }
+            "usage" => {
+                seen.once(2)?;
+                f.usage = r.usage()?;
+            }
+            "response.created" | "success" | "error" => return None,
+            _ => r.skip(0)?,
+        }
+        Some(())
+    })?;
+    r.ws();
+    (r.i == data.len()).then_some(f)
+}
+
+/// Which known fields of an object were read already: serde rejects a repeated one.
+#[derive(Default)]
+struct Seen(u8);
+
+impl Seen {
+    fn once(&mut self, bit: u8) -> Option<()> {
+        let mask = 1 << bit;
+        if self.0 & mask != 0 {
+            return None;
+        }
+        self.0 |= mask;
+        Some(())
+    }
+}
+
+/// The reader's methods answer `None` for "leave this frame to serde"; a field that may be
+/// `null` is then an `Option<Option<T>>`.
+struct Reader<'a> {
+    s: &'a str,
+    i: usize,
+}
+
+#[allow(clippy::option_option)]
+impl<'a> Reader<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.s.as_bytes()
+    }
+
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.bytes().get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// `null`, consumed; false (nothing consumed) for anything else.
+    fn null(&mut self) -> Option<bool> {
+        if self.peek()? != b'n' {
+            return Some(false);
+        }
+        self.literal(b"null")?;
+        Some(true)
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.bytes().get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// An object, calling `field` with each key once the reader stands before its value.
+    /// Keys with escapes go to serde.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let (key, escaped) = self.raw_string()?;
+            if escaped {
+                return None;
+            }
+            self.eat(b':')?;
+            field(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The text between the quotes of a string, and whether it has escapes. Control
+    /// characters and `\u` escapes (which may be invalid surrogates) go to serde.
+    fn raw_string(&mut self) -> Option<(&'a str, bool)> {
+        self.eat(b'"')?;
+        let bytes = self.bytes();
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            // Strings here are short (keys, ids, a token): a table beats `memchr` setup.
+            while bytes
+                .get(self.i)
+                .is_some_and(|&c| !STRING_STOP[usize::from(c)])
+            {
+                self.i += 1;
+            }
+            match bytes.get(self.i)? {
+                b'"' => {
+                    let text = &self.s[start..self.i];
+                    self.i += 1;
+                    return Some((text, escaped));
+                }
+                b'\\' => match bytes.get(self.i + 1)? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 2,
+                    _ => return None,
+                },
+                _ => return None,
+            }
+            escaped = true;
+        }
+    }
+
+    /// A string value, borrowed when it has no escapes, else decoded by serde_json.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let (text, escaped) = self.raw_string()?;
+        if !escaped {
+            return Some(Cow::Borrowed(text));
+        }
+        // The quotes around `text` are one byte each.
+        let quoted = self.s.get(self.i - text.len() - 2..self.i)?;
+        serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
+    }
+
+    /// `Option<Cow<str>>`: a string or `null`.
+    fn opt_string(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.null()? {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// `Option<u64>`: `null` or a plain non-negative integer that fits (serde rejects
+    /// fractions, exponents and negatives here, so those go to serde to be rejected).
+    fn opt_u64(&mut self) -> Option<Option<u64>> {
+        if self.null()? {
+            return Some(None);
+        }
+        let digits = self.digits_here()?;
+        if digits.len() > 1 && digits.starts_with('0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.bytes().get(self.i) {
+            return None;
+        }
+        digits.parse().ok().map(Some)
+    }
+
+    fn choices(&mut self) -> Option<Vec<FrameChoice<'a>>> {
+        let mut out = Vec::new();
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(out);
+        }
+        loop {
+            out.push(self.choice()?);
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(out);
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn choice(&mut self) -> Option<FrameChoice<'a>> {
+        let mut delta = WireDelta::default();
+        let mut seen = Seen::default();
+        self.object(|r, key| {
+            if key == "delta" {
+                seen.once(0)?;
+                delta = r.delta()?;
+            } else {
+                r.skip(0)?;
+            }
+            Some(())
+        })?;
+        Some(FrameChoice { delta })
+    }
+
+    fn delta(&mut self) -> Option<WireDelta<'a>> {
+        let mut d = WireDelta::default();
+        let mut seen = Seen::default();
+        self.object(|r, key| {
+            match key {
+                "role" => {
+                    seen.once(0)?;
+                    d.role = r.opt_string()?;
+                }
+                "name" => {
+                    seen.once(1)?;
+                    d.name = r.opt_string()?;
+                }
+                "content" => {
+                    seen.once(2)?;
+                    d.content = r.opt_string()?;
+                }
+                "phase" => {
+                    seen.once(3)?;
+                    d.phase = r.opt_string()?.map(|p| phase(&p));
+                }
+                "status" => {
+                    seen.once(4)?;
+                    d.status = r.opt_string()?.map(|s| status(&s));
+                }
+                "extra" => {
+                    seen.once(5)?;
+                    if !r.null()? {
+                        return None;
+                    }
+                }
+                _ => r.skip(0)?,
+            }
+            Some(())
+        })?;
+        Some(d)
+    }
+
+    fn usage(&mut self) -> Option<Option<WireUsage>> {
+        if self.null()? {
+            return Some(None);
+        }
+        let mut u = WireUsage::default();
+        let mut seen = Seen::default();
+        self.object(|r, key| {
+            match key {
+                "input_tokens" => {
+                    seen.once(0)?;
+                    u.input_tokens = r.opt_u64()?;
+                }
+                "output_tokens" => {
+                    seen.once(1)?;
+                    u.output_tokens = r.opt_u64()?;
+                }
+                "prompt_tokens" => {
+                    seen.once(2)?;
+                    u.prompt_tokens = r.opt_u64()?;
+                }
+                "completion_tokens" => {
+                    seen.once(3)?;
+                    u.completion_tokens = r.opt_u64()?;
+                }
+                "output_tokens_details" => {
+                    seen.once(4)?;
+                    u.output_tokens_details = r.details()?;
+                }
+                _ => r.skip(0)?,
+            }
+            Some(())
+        })?;
+        Some(Some(u))
+    }
+
+    fn details(&mut self) -> Option<Option<OutputTokensDetails>> {
+        if self.null()? {
+            return Some(None);
+        }
+        let mut d = OutputTokensDetails::default();
+        let mut seen = false;
+        self.object(|r, key| {
+            if key == "reasoning_tokens" {
+                if std::mem::replace(&mut seen, true) {
+                    return None;
+                }
+                d.reasoning_tokens = r.opt_u64()?;
+            } else {
+                r.skip(0)?;
+            }
+            Some(())
+        })?;
+        Some(Some(d))
+    }
+
+    /// Any JSON value, checked as strictly as serde_json checks it.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.raw_string().map(drop),
+            b'{' => self.object(|r, _| r.skip(depth + 1)),
+            b'[' => {
+                self.i += 1;
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => self.number(),
+        }
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`
+    fn number(&mut self) -> Option<()> {
+        if self.bytes().get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        let int = self.digits_here()?;
+        if int.len() > 1 && int.starts_with('0') {
+            return None;
+        }
+        if self.bytes().get(self.i) == Some(&b'.') {
+            self.i += 1;
+            self.digits_here()?;
+        }
+        if let Some(b'e' | b'E') = self.bytes().get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.bytes().get(self.i) {
+                self.i += 1;
+            }
+            self.digits_here()?;
+        }
+        Some(())
+    }
+
+    /// Digits right here, with no whitespace before them.
+    fn digits_here(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        while self.bytes().get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        (self.i > start).then(|| &self.s[start..self.i])
+    }
+}
+
+/// The phase as serde reads it: known names, anything else `Unknown`.
+fn phase(s: &str) -> Phase {
+    match s {
+        "think" => Phase::Think,
+        "thinking_summary" => Phase::ThinkingSummary,
+        "answer" => Phase::Answer,
+        "web_search" => Phase::WebSearch,
+        "image_gen" => Phase::ImageGen,
+        _ => Phase::Unknown,
+    }
+}
+
+fn status(s: &str) -> Status {
+    match s {
+        "typing" => Status::Typing,
+        "finished" => Status::Finished,
+        _ => Status::Unknown,
+    }
+}
+
+#[cfg(test)]
+mod tests;

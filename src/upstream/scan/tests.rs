@@ -1,0 +1,163 @@
+use super::frame;
+use crate::upstream::wire::Frame;
+
+const FAST: &str = include_str!("../../../tests/fixtures/qwen/capture_fast_answer.sse");
+const THINKING: &str =
+    include_str!("../../../tests/fixtures/qwen/capture_thinking_answer_abridged.txt");
+
+/// Every `data:` payload of the captures.
+fn captured() -> Vec<&'static str> {
+    FAST.lines()
+        .chain(THINKING.lines())
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+fn serde(data: &str) -> Option<String> {
+    serde_json::from_str::<Frame>(data)
+        .ok()
+        .map(|f| format!("{f:?}"))
+}
+
+/// The scanner either passes (`None`) or reads exactly what serde reads.
+#[track_caller]
+fn agrees(data: &str) {
+    if let Some(fast) = frame(data) {
+        assert_eq!(Some(format!("{fast:?}")), serde(data), "on {data:?}");
+    }
+}
+
+#[test]
+fn the_captured_token_events_take_the_fast_path_and_read_like_serde() {
+    let mut fast = 0;
+    for data in captured() {
+        agrees(data);
+        fast += usize::from(frame(data).is_some());
+    }
+    // All but `response.created` (twice) and the thinking summaries with `extra` (once).
+    let all = captured().len();
+    assert!(all > 10, "{all} events");
+    assert_eq!(fast, all - 3);
+}
+
+#[test]
+fn what_it_reads() {
+    let f = frame(
+        r#"{"choices": [{"delta": {"role": "assistant", "content": "Hi", "phase": "answer", "status": "typing"}}], "response_id": "r1", "usage": {"input_tokens": 10, "output_tokens": 2, "output_tokens_details": {"reasoning_tokens": 1, "text_tokens": 1}}, "timestamp": 1780468951}"#,
+    )
+    .unwrap();
+    let d = &f.choices[0].delta;
+    assert_eq!(d.content.as_deref(), Some("Hi"));
+    assert_eq!(d.role.as_deref(), Some("assistant"));
+    assert_eq!(f.response_id.as_deref(), Some("r1"));
+    let u = f.usage.unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (Some(10), Some(2)));
+    assert_eq!(u.output_tokens_details.unwrap().reasoning_tokens, Some(1));
+}
+
+#[test]
+fn escaped_text_is_decoded_and_borrowed_text_is_not_copied() {
+    let data = r#"{"choices":[{"delta":{"content":"a \"b\"\n\\c\/"}}]}"#;
+    let f = frame(data).unwrap();
+    assert_eq!(f.choices[0].delta.content.as_deref(), Some("a \"b\"\n\\c/"));
+    agrees(data);
+    let f = frame(r#"{"choices":[{"delta":{"content":"plain"}}]}"#).unwrap();
+    assert!(matches!(
+        f.choices[0].delta.content,
+        Some(std::borrow::Cow::Borrowed("plain"))
+    ));
+}
+
+#[test]
+fn unusual_frames_go_to_serde() {
+    for data in [
+        // Fields it leaves to serde.
+        r#"{"response.created":{"response_id":"r"}}"#,
+        r#"{"success": false, "error": {"code": "x"}}"#,
+        r#"{"choices":[{"delta":{"extra":{"web_search_info":[]}}}]}"#,
+        // Escapes it leaves to serde, in text and in keys.
+        r#"{"choices":[{"delta":{"content":"\u00e9"}}]}"#,
+        r#"{"timestamp":"\ud800"}"#,
+        r#"{"cho\u0069ces":[]}"#,
+        // Types serde would reject or read another way.
+        r#"{"choices":null}"#,
+        r#"{"choices":[{"delta":null}]}"#,
+        r#"{"choices":[{"delta":{"phase":{"answer":null}}}]}"#,
+        r#"{"choices":[{"delta":{"content":1}}]}"#,
+        r#"{"usage":{"output_tokens":1.0}}"#,
+        r#"{"usage":{"output_tokens":1e3}}"#,
+        r#"{"usage":{"output_tokens":-1}}"#,
+        r#"{"usage":{"output_tokens":01}}"#,
+        r#"{"usage":{"output_tokens":18446744073709551616}}"#,
+        "[]",
+        // Repeated fields.
+        r#"{"response_id":"a","response_id":"b"}"#,
+        r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+        // Not JSON.
+        r#"{"choices":[]"#,
+        r#"{"choices":[]} x"#,
+        r#"{"t":01}"#,
+        r#"{"t":1.}"#,
+        r#"{"t":-}"#,
+        r#"{"t":tru}"#,
+        "{\"t\":\"a\u{1}\"}",
+        r#"{"t":"\x"}"#,
+        r#"{"t":[1,]}"#,
+        r#"{"t":{"a":1,}}"#,
+        "{,}",
+    ] {
+        assert!(frame(data).is_none(), "{data}");
+    }
+    let deep = format!(r#"{{"t":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+    assert!(frame(&deep).is_none());
+    assert!(serde(&deep).is_some());
+}
+
+#[test]
+fn valid_json_it_reads_like_serde() {
+    for data in [
+        "{}",
+        " { } ",
+        "{\n\t\"choices\" :\r [ ] }\n",
+        r#"{"choices":[{}]}"#,
+        r#"{"choices":[{"delta":{}},{"delta":{"content":null,"role":null,"name":"web_search"}}]}"#,
+        r#"{"choices":[{"delta":{"phase":"video_gen","status":"queued","extra":null}}]}"#,
+        r#"{"choices":[{"delta":{"phase":null,"status":null}}]}"#,
+        r#"{"usage":null,"response_id":null}"#,
+        r#"{"usage":{"output_tokens_details":null,"prompt_tokens":0,"completion_tokens":7}}"#,
+        r#"{"t":[-0.5e+3,0,1E-2,true,false,null,{"a":[{}]},"s\"\\"],"u":{}}"#,
+        r#"{"choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}"#,
+        r#"{"choices":[{"delta":{"content":"漢字 😀"}}]}"#,
+    ] {
+        assert!(frame(data).is_some(), "{data}");
+        agrees(data);
+    }
+}
+
+/// Each captured event with one byte replaced, or cut short, at every position: wherever the
+/// scanner takes the fast path, serde reads the same frame.
+#[test]
+fn damaged_events_never_read_differently() {
+    let mut fast = 0usize;
+    for data in captured() {
+        for at in 0..=data.len() {
+            if let Some(cut) = data.get(..at) {
+                agrees(cut);
+            }
+            for with in [
+                "", " ", "\"", "\\", ",", ":", "{", "}", "[", "]", "0", "-", ".", "e", "n", "\u{1}",
+            ] {
+                let (Some(head), Some(tail)) = (data.get(..at), data.get(at + 1..)) else {
+                    continue;
+                };
+                let damaged = format!("{head}{with}{tail}");
+                agrees(&damaged);
+                fast += usize::from(frame(&damaged).is_some());
+            }
+        }
+    }
+    // Many damaged events are still valid frames (a digit for a digit, a space for a space).
+    assert!(fast > 1000, "{fast}");
+}
