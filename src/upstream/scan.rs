@@ -3,11 +3,11 @@
 //! `serde_json::from_str::<Frame>`.
 //!
 //! serde_json spends most of its time on a token event in the fields the proxy never reads
-//! (`usage` details, `timestamp`, the repeated ids). This reads the fields `Frame` has and skips
-//! the others with `memchr` over strings. It answers `None`, and serde decides, for anything
-//! it does not handle itself: `response.created`, `extra`, `success`, `error`, a `\u` escape in
-//! a skipped string, a repeated known field, a value of an unexpected type, deep nesting, or
-//! invalid JSON. Escaped text it does read is decoded by serde_json.
+//! (`usage` details, `timestamp`, the repeated ids). This reads the fields `Frame` has and
+//! checks and skips the others. It answers `None`, and serde decides, for anything it does not
+//! handle itself: `response.created`, `extra`, `success`, `error`, a `\u` escape or a control
+//! character in any string, an escaped key, a repeated known field, a value of an unexpected
+//! type, deep nesting, or invalid JSON. Other escaped text it reads is decoded by serde_json.
 
 use std::borrow::Cow;
 
