@@ -59,8 +59,9 @@ pub async fn preflight(fake: &FakeServer, driver: &Arc<Driver>) -> Result<(), Bo
     Ok(())
 }
 
-/// How long after the held streams end (and their connections close) RSS is read again.
-const AFTER_QUIET: Duration = Duration::from_secs(1);
+/// How long after the held streams end (and their connections close) RSS is read again:
+/// qwen2api gives freed memory back after a quiet period, and once more 0.6 s later.
+pub const AFTER_QUIET: Duration = Duration::from_secs(2);
 
 /// Peak RSS while `n` streams are held open through the proxy, then while they all finish.
 pub async fn hold(

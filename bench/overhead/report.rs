@@ -34,7 +34,7 @@ pub struct Memory {
     pub peak_held_kib: u64,
     /// Highest RSS while the held streams were let go all at once.
     pub peak_release_kib: u64,
-    /// RSS a second after they finished and their connections were closed.
+    /// RSS `phases::AFTER_QUIET` after they finished and their connections were closed.
     pub after_kib: u64,
     pub streams: usize,
     pub opened: usize,
@@ -250,7 +250,7 @@ pub fn memory_lines(m: &Memory, startup: &Startup) -> String {
         out,
         "memory: idle {:.1} MiB after start; peak {:.1} MiB with {} open streams ({} opened \
          in {:.2} s) => {:.1} KiB per open stream; {:.1} MiB peak while they all finish, {:.1} \
-         MiB 1 s after they finished and their connections closed",
+         MiB {} s after they finished and their connections closed",
         mib(m.idle_kib),
         mib(m.peak_held_kib),
         m.streams,
@@ -259,6 +259,7 @@ pub fn memory_lines(m: &Memory, startup: &Startup) -> String {
         per_stream,
         mib(m.peak_release_kib),
         mib(m.after_kib),
+        crate::phases::AFTER_QUIET.as_secs(),
     );
     let trials: Vec<String> = startup
         .trials
