@@ -101,8 +101,8 @@ pub async fn hold(
     let load = holder.await?;
     settle(fake).await;
     let peak_release_kib = sampler.stop();
-    // With the client connections closed and a second of quiet, qwen2api gives freed memory
-    // back (`src/memory.rs`).
+    // With the client connections closed and quiet, qwen2api gives freed memory back
+    // (`src/memory.rs`).
     drop(driver);
     tokio::time::sleep(AFTER_QUIET).await;
     let after_kib = proxy.rss_kib()?;

@@ -140,6 +140,26 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An array, calling `item` once the reader stands before each element.
+    fn array(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b'[')?;
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            item(self)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
     /// The text between the quotes of a string, and whether it has escapes. Control
     /// characters and `\u` escapes (which may be invalid surrogates) go to serde.
     fn raw_string(&mut self) -> Option<(&'a str, bool)> {
@@ -196,34 +216,22 @@ impl<'a> Reader<'a> {
         if self.null()? {
             return Some(None);
         }
-        let digits = self.digits_here()?;
-        if digits.len() > 1 && digits.starts_with('0') {
+        let start = self.i;
+        self.number()?;
+        let number = &self.s[start..self.i];
+        if !number.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        if let Some(b'.' | b'e' | b'E') = self.bytes().get(self.i) {
-            return None;
-        }
-        digits.parse().ok().map(Some)
+        number.parse().ok().map(Some)
     }
 
     fn choices(&mut self) -> Option<Vec<FrameChoice<'a>>> {
         let mut out = Vec::new();
-        self.eat(b'[')?;
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(out);
-        }
-        loop {
-            out.push(self.choice()?);
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(out);
-                }
-                _ => return None,
-            }
-        }
+        self.array(|r| {
+            out.push(r.choice()?);
+            Some(())
+        })?;
+        Some(out)
     }
 
     fn choice(&mut self) -> Option<FrameChoice<'a>> {
@@ -319,12 +327,10 @@ impl<'a> Reader<'a> {
             return Some(None);
         }
         let mut d = OutputTokensDetails::default();
-        let mut seen = false;
+        let mut seen = Seen::default();
         self.object(|r, key| {
             if key == "reasoning_tokens" {
-                if std::mem::replace(&mut seen, true) {
-                    return None;
-                }
+                seen.once(0)?;
                 d.reasoning_tokens = r.opt_u64()?;
             } else {
                 r.skip(0)?;
@@ -342,24 +348,7 @@ impl<'a> Reader<'a> {
         match self.peek()? {
             b'"' => self.raw_string().map(drop),
             b'{' => self.object(|r, _| r.skip(depth + 1)),
-            b'[' => {
-                self.i += 1;
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'[' => self.array(|r| r.skip(depth + 1)),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
             b'n' => self.literal(b"null"),
@@ -372,26 +361,26 @@ impl<'a> Reader<'a> {
         if self.bytes().get(self.i) == Some(&b'-') {
             self.i += 1;
         }
-        let int = self.digits_here()?;
+        let int = self.digits()?;
         if int.len() > 1 && int.starts_with('0') {
             return None;
         }
         if self.bytes().get(self.i) == Some(&b'.') {
             self.i += 1;
-            self.digits_here()?;
+            self.digits()?;
         }
         if let Some(b'e' | b'E') = self.bytes().get(self.i) {
             self.i += 1;
             if let Some(b'+' | b'-') = self.bytes().get(self.i) {
                 self.i += 1;
             }
-            self.digits_here()?;
+            self.digits()?;
         }
         Some(())
     }
 
-    /// Digits right here, with no whitespace before them.
-    fn digits_here(&mut self) -> Option<&'a str> {
+    /// One or more digits right here, with no whitespace before them.
+    fn digits(&mut self) -> Option<&'a str> {
         let start = self.i;
         while self.bytes().get(self.i).is_some_and(u8::is_ascii_digit) {
             self.i += 1;

@@ -15,18 +15,9 @@ fn captured() -> Vec<&'static str> {
         .collect()
 }
 
-fn serde(data: &str) -> Option<String> {
-    serde_json::from_str::<Frame>(data)
-        .ok()
-        .map(|f| format!("{f:?}"))
-}
-
 /// The scanner either passes (`None`) or reads exactly what serde reads.
-#[track_caller]
 fn agrees(data: &str) {
-    if let Some(fast) = frame(data) {
-        assert_eq!(Some(format!("{fast:?}")), serde(data), "on {data:?}");
-    }
+    crate::fuzzing::frame(data.as_bytes());
 }
 
 #[test]
@@ -112,7 +103,7 @@ fn unusual_frames_go_to_serde() {
     }
     let deep = format!(r#"{{"t":{}{}}}"#, "[".repeat(40), "]".repeat(40));
     assert!(frame(&deep).is_none());
-    assert!(serde(&deep).is_some());
+    assert!(serde_json::from_str::<Frame>(&deep).is_ok());
 }
 
 #[test]
