@@ -65,8 +65,8 @@ impl QwenClient {
         )?;
         let resp = self.send(req.json(&body)).await?;
         let status = resp.status().as_u16();
-        let ct = content_type(&resp);
-        let text = self.body_text(resp).await?;
+        let ct = content_type(resp.headers());
+        let text = self.answer_text(resp).await?;
         if (200..300).contains(&status) {
             match serde_json::from_str::<StsAnswer>(&text) {
                 Ok(StsAnswer::Wrapped { data } | StsAnswer::Flat(data)) => return Ok(data),
@@ -102,7 +102,7 @@ impl QwenClient {
         if (200..300).contains(&status) {
             return Ok(());
         }
-        let text = self.body_text(resp).await.unwrap_or_default();
+        let text = self.answer_text(resp).await.unwrap_or_default();
         let code = xml_code(&text).unwrap_or("no error code");
         Err(UpstreamError::Transient(format!(
             "the object store refused the upload: HTTP {status} {code}"
@@ -221,7 +221,7 @@ impl QwenClient {
                 "fetching the generated media answered HTTP {status}"
             )));
         }
-        let mime = content_type(&resp);
+        let mime = content_type(resp.headers());
         let body = tokio::time::timeout(self.cfg.idle_timeout, read_limited(resp, limit))
             .await
             .map_err(|_| UpstreamError::Transient("timed out fetching generated media".into()))?

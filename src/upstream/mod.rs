@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod files;
+pub(crate) mod h1;
 pub mod headers;
 pub mod oss;
 pub mod payload;
@@ -56,12 +57,84 @@ pub struct QwenClient {
     /// loop's thread; the global proxy or none), so that an upstream connection's task runs on
     /// the loop whose requests use it (see [`crate::event_loop`]).
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    /// Our own client, for the calls of every completion when no outbound proxy is set.
+    own: h1::Client,
+}
+
+/// An answer from either HTTP client.
+enum Answer {
+    Pooled(Response),
+    Own(h1::Response),
+}
+
+impl From<Response> for Answer {
+    fn from(r: Response) -> Self {
+        Answer::Pooled(r)
+    }
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        match self {
+            Answer::Pooled(r) => r.status().as_u16(),
+            Answer::Own(r) => r.status,
+        }
+    }
+
+    fn content_type(&self) -> String {
+        let headers = match self {
+            Answer::Pooled(r) => r.headers(),
+            Answer::Own(r) => &r.headers,
+        };
+        content_type(headers)
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Answer::Pooled(r) => Body::Pooled(Box::pin(r.bytes_stream())),
+            Answer::Own(r) => Body::Own(r.body),
+        }
+    }
+}
+
+/// An answer's body from either HTTP client, read piece by piece.
+enum Body {
+    Pooled(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>),
+    Own(h1::Body),
+}
+
+impl Body {
+    /// The next piece; `None` at the end. Cancel-safe.
+    async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        match self {
+            Body::Pooled(s) => s
+                .next()
+                .await
+                .map(|r| r.map_err(|e| UpstreamError::from_reqwest(&e))),
+            Body::Own(b) => b
+                .next()
+                .await
+                .map(|r| r.map_err(|e| UpstreamError::from_h1(&e))),
+        }
+    }
+
+    async fn text(mut self) -> Result<String, UpstreamError> {
+        let mut all = Vec::new();
+        while let Some(piece) = self.next().await {
+            all.extend_from_slice(&piece?);
+        }
+        Ok(match String::from_utf8(all) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        })
+    }
 }
 
 impl QwenClient {
     pub fn new(cfg: Arc<UpstreamConfig>) -> Self {
         Self {
             headers: headers::Template::new(&cfg),
+            own: h1::Client::new(cfg.connect_timeout, IDLE_CONNECTIONS_PER_LOOP),
             cfg,
             clients: Mutex::new(HashMap::new()),
         }
@@ -144,28 +217,74 @@ impl QwenClient {
         }
     }
 
-    /// Reads a JSON answer; anything but a 2xx JSON body is classified as an error.
-    async fn json<T: serde::de::DeserializeOwned>(
+    /// A call every completion makes: through our own client when no outbound proxy is set,
+    /// else through reqwest. Waits for the answer's head within the first-byte timeout.
+    async fn call(
         &self,
-        resp: Response,
-    ) -> Result<T, UpstreamError> {
-        let status = resp.status().as_u16();
-        let ct = content_type(&resp);
-        let body = self.body_text(resp).await?;
-        if !(200..300).contains(&status) || ct.contains("html") {
-            return Err(error::classify_body(status, &ct, &body));
+        method: Method,
+        path: &str,
+        creds: &Credentials,
+        kind: CallKind<'_>,
+        query: Option<(&str, &str)>,
+        json: Option<Vec<u8>>,
+    ) -> Result<Answer, UpstreamError> {
+        if creds.proxy.is_some() || self.cfg.proxy.is_some() {
+            let mut req = self.request(method, path, Some(creds), kind)?;
+            if let Some(pair) = query {
+                req = req.query(&[pair]);
+            }
+            if let Some(body) = json {
+                req = req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+            }
+            return self.send(req).await.map(Answer::Pooled);
         }
-        serde_json::from_str(&body).map_err(|_| error::classify_body(status, &ct, &body))
+        let mut url = endpoint(&self.cfg.base_url, path);
+        if let Some((name, value)) = query {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        let headers = headers::build(&self.headers, &self.cfg, Some(creds), kind);
+        let req = h1::Request {
+            method,
+            url: &url,
+            headers: &headers,
+            json,
+        };
+        match tokio::time::timeout(self.cfg.first_byte_timeout, self.own.send(req)).await {
+            Ok(Ok(resp)) => Ok(Answer::Own(resp)),
+            Ok(Err(e)) => Err(UpstreamError::from_h1(&e)),
+            Err(_) => Err(UpstreamError::Transient(format!(
+                "no response within {:?}",
+                self.cfg.first_byte_timeout
+            ))),
+        }
     }
 
-    async fn body_text(&self, resp: Response) -> Result<String, UpstreamError> {
-        match tokio::time::timeout(self.cfg.idle_timeout, resp.text()).await {
-            Ok(Ok(text)) => Ok(text),
-            Ok(Err(e)) => Err(UpstreamError::from_reqwest(&e)),
+    /// The whole body of an answer, within the idle timeout.
+    async fn answer_text(&self, answer: impl Into<Answer>) -> Result<String, UpstreamError> {
+        let body = answer.into().into_body();
+        match tokio::time::timeout(self.cfg.idle_timeout, body.text()).await {
+            Ok(text) => text,
             Err(_) => Err(UpstreamError::Transient(
                 "timed out reading the answer".into(),
             )),
         }
+    }
+
+    /// Reads a JSON answer; anything but a 2xx JSON body is classified as an error.
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: impl Into<Answer>,
+    ) -> Result<T, UpstreamError> {
+        let resp = resp.into();
+        let status = resp.status();
+        let ct = resp.content_type();
+        let body = self.answer_text(resp).await?;
+        if !(200..300).contains(&status) || ct.contains("html") {
+            return Err(error::classify_body(status, &ct, &body));
+        }
+        serde_json::from_str(&body).map_err(|_| error::classify_body(status, &ct, &body))
     }
 
     /// `POST /api/v1/auths/signin` with the password as lower-case sha256 hex.
@@ -223,17 +342,20 @@ impl QwenClient {
         creds: &Credentials,
         req: &ChatRequest,
     ) -> Result<String, UpstreamError> {
-        let body = payload::NewChatBody::new(req);
-        let http = self.request(
-            Method::POST,
-            "/api/v2/chats/new",
-            Some(creds),
-            CallKind::Json,
-        )?;
-        let resp = self.send(http.json(&body)).await?;
-        let status = resp.status().as_u16();
-        let ct = content_type(&resp);
-        let text = self.body_text(resp).await?;
+        let body = json_bytes(&payload::NewChatBody::new(req))?;
+        let resp = self
+            .call(
+                Method::POST,
+                "/api/v2/chats/new",
+                creds,
+                CallKind::Json,
+                None,
+                Some(body),
+            )
+            .await?;
+        let status = resp.status();
+        let ct = resp.content_type();
+        let text = self.answer_text(resp).await?;
         let parsed: Option<wire::Envelope<wire::NewChat>> = serde_json::from_str(&text).ok();
         match parsed {
             Some(env) if (200..300).contains(&status) && env.success != Some(false) => env
@@ -258,14 +380,14 @@ impl QwenClient {
         let resp = self
             .post_completion(creds, req, chat_id, files, kind)
             .await?;
-        let status = resp.status().as_u16();
-        let ct = content_type(&resp);
+        let status = resp.status();
+        let ct = resp.content_type();
         if status != 200 || !ct.starts_with("text/event-stream") {
-            let text = self.body_text(resp).await?;
+            let text = self.answer_text(resp).await?;
             return Err(error::classify_body(status, &ct, &text));
         }
         let idle = self.cfg.idle_timeout;
-        let mut inner = resp.bytes_stream();
+        let mut inner = resp.into_body();
         let stream = async_stream::stream! {
             // Silence is checked every quarter of the idle timeout rather than by pushing a
             // timer back on every read (a clock read and a timer move per chunk, and a chunk
@@ -286,7 +408,7 @@ impl QwenClient {
                             yield Ok(bytes);
                         }
                         Some(Err(e)) => {
-                            yield Err(UpstreamError::from_reqwest(&e));
+                            yield Err(e);
                             break;
                         }
                         None => break,
@@ -312,11 +434,17 @@ impl QwenClient {
         chat_id: &str,
         files: &[payload::WireFile],
         kind: CallKind<'_>,
-    ) -> Result<Response, UpstreamError> {
-        let body = payload::CompletionBody::new(req, chat_id, files);
-        let http = self.request(Method::POST, "/api/v2/chat/completions", Some(creds), kind)?;
-        self.send(http.query(&[("chat_id", chat_id)]).json(&body))
-            .await
+    ) -> Result<Answer, UpstreamError> {
+        let body = json_bytes(&payload::CompletionBody::new(req, chat_id, files))?;
+        self.call(
+            Method::POST,
+            "/api/v2/chat/completions",
+            creds,
+            kind,
+            Some(("chat_id", chat_id)),
+            Some(body),
+        )
+        .await
     }
 
     /// `DELETE /api/v2/chats/{id}`; 404 counts as done.
@@ -326,20 +454,27 @@ impl QwenClient {
         chat_id: &str,
     ) -> Result<(), UpstreamError> {
         let path = format!("/api/v2/chats/{chat_id}");
-        let req = self.request(Method::DELETE, &path, Some(creds), CallKind::Json)?;
-        let resp = self.send(req).await?;
-        let status = resp.status().as_u16();
+        let resp = self
+            .call(Method::DELETE, &path, creds, CallKind::Json, None, None)
+            .await?;
+        let status = resp.status();
+        let ct = resp.content_type();
+        let text = self.answer_text(resp).await?;
         if (200..300).contains(&status) || status == 404 {
             return Ok(());
         }
-        let ct = content_type(&resp);
-        let text = self.body_text(resp).await?;
         Err(error::classify_body(status, &ct, &text))
     }
 }
 
-fn content_type(resp: &Response) -> String {
-    resp.headers()
+/// A request body as JSON.
+fn json_bytes<T: serde::Serialize>(body: &T) -> Result<Vec<u8>, UpstreamError> {
+    serde_json::to_vec(body)
+        .map_err(|e| UpstreamError::Transient(format!("cannot encode the request: {e}")))
+}
+
+fn content_type(headers: &reqwest::header::HeaderMap) -> String {
+    headers
         .get(reqwest::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
