@@ -2,13 +2,14 @@
 //! to N single-threaded event loops, so a connection, its request tasks and the upstream
 //! connections they use all stay on one thread.
 //!
-//! A streamed completion hands every upstream HTTP chunk from the upstream connection's task
-//! to the response task. On a work-stealing runtime those two tasks often sit on different
-//! threads, and every hand-over is then a cross-thread wake-up (a system call and a context
-//! switch); on one loop it is a queue push. The upstream client keeps one connection pool per
-//! loop ([`current`]) for the same reason. Connections are dealt out in turn rather than
-//! accepted by whichever loop wakes first, which would put a burst of new connections on one
-//! loop and leave the others idle.
+//! An upstream socket is registered with the loop that opened it, and a task that reads it
+//! from another thread is woken across threads (a system call and a context switch) for
+//! every chunk; with reqwest (used when an outbound proxy is set) each chunk is also handed
+//! from the connection's task to the response task. Both upstream clients therefore keep
+//! one connection pool per loop ([`current`]), so a request and its upstream connection stay
+//! on one thread. Connections are dealt out in turn rather than accepted by whichever loop
+//! wakes first, which would put a burst of new connections on one loop and leave the others
+//! idle.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -158,3 +158,42 @@ async fn header_overrides_and_cookie_only_auth() {
     assert_eq!(sent.header("version"), Some("0.9.9"));
     assert_eq!(sent.label.as_deref(), Some("acct1"));
 }
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_across_requests() {
+    // One event loop, so that one upstream pool serves every request.
+    let app = TestApp::with_accounts(1, &[("WORKER_THREADS", "1")]).await;
+    for stream in [false, true, false, true, false, true] {
+        let resp = app.chat(body("qwen3.7-plus", stream)).await;
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap();
+    }
+    // The last chat's deletion may still be on its way. (The model list is fetched at start,
+    // through reqwest; it is not one of these calls.)
+    let calls = || -> Vec<common::fake_qwen::Recorded> {
+        let paths = ["/api/v2/chats/new", "/api/v2/chat/completions"];
+        let is_call = |r: &common::fake_qwen::Recorded| {
+            paths.contains(&r.path.as_str()) || r.method == "DELETE"
+        };
+        app.fake.requests().into_iter().filter(is_call).collect()
+    };
+    for _ in 0..100 {
+        if calls().len() == 18 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let requests = calls();
+    assert_eq!(
+        requests.len(),
+        18,
+        "chats/new, completion and deletion per request"
+    );
+    let peers: std::collections::HashSet<_> = requests.iter().map(|r| r.peer).collect();
+    // A completion may overlap the deletion of the chat before it: two connections at most.
+    assert!(
+        peers.len() <= 2,
+        "{} upstream connections for 18 calls",
+        peers.len()
+    );
+}

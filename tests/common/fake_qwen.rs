@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use base64::Engine as _;
@@ -270,6 +270,8 @@ pub struct Recorded {
     /// Label the presented token was minted for, even when revoked or expired.
     pub token_label: Option<String>,
     pub json: Option<Value>,
+    /// The client's address: one per upstream connection the proxy opened.
+    pub peer: SocketAddr,
 }
 
 impl Recorded {
@@ -466,6 +468,7 @@ impl FakeQwen {
             .fallback(handle)
             .with_state(Arc::clone(&inner));
         let task = tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app).await.expect("fake qwen server");
         });
         FakeQwen {
@@ -659,7 +662,11 @@ fn presented_token(headers: &HeaderMap) -> Option<String> {
         .filter(|token| !token.is_empty())
 }
 
-async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
+async fn handle(
+    State(inner): State<Arc<Inner>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, usize::MAX)
         .await
@@ -686,6 +693,7 @@ async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
         bytes,
         label: session.as_ref().map(|s| s.label.clone()),
         token_label,
+        peer,
     };
     // Recorded before any reply (even a delayed one) so tests see it once headers arrive.
     inner.lock().requests.push(recorded.clone());

@@ -158,7 +158,9 @@ impl Framing {
                     match (&first, &mut more) {
                         (None, _) => first = Some(piece),
                         (Some(f), None) => {
-                            let mut m = BytesMut::with_capacity(f.len() + piece.len() * 4);
+                            // What is left in `buf` bounds what more can be gathered.
+                            let most = f.len() + piece.len() + buf.len().min(MAX_PIECE);
+                            let mut m = BytesMut::with_capacity(most);
                             m.extend_from_slice(f);
                             m.extend_from_slice(&piece);
                             more = Some(m);

@@ -152,3 +152,26 @@ fn damaged_events_never_read_differently() {
     // Many damaged events are still valid frames (a digit for a digit, a space for a space).
     assert!(fast > 1000, "{fast}");
 }
+
+#[test]
+fn plain_words_never_pass_a_byte_that_stops_a_string() {
+    let stops = (0u8..0x20).chain([b'"', b'\\']);
+    for stop in stops {
+        for at in 0..24 {
+            // Plain bytes around the stop, UTF-8 and the neighbours of the stops included.
+            let mut bytes: Vec<u8> =
+                b"a!#[]~\x7f\xc3\xa9\x20\x21\x5b\x5d\x23zzzzzzzzzzzzz"[..24].to_vec();
+            bytes[at] = stop;
+            let end = super::plain_words(&bytes, 0);
+            assert!(end <= at, "stop {stop:#x} at {at}, passed to {end}");
+            assert_eq!(end % 8, 0);
+            assert!(
+                at - end < 8,
+                "stop {stop:#x} at {at}, stopped early at {end}"
+            );
+        }
+    }
+    let plain = "é plain text, 中文, and more".as_bytes();
+    assert_eq!(super::plain_words(plain, 0), plain.len() / 8 * 8);
+    assert_eq!(super::plain_words(plain, 3), 3 + (plain.len() - 3) / 8 * 8);
+}
