@@ -134,7 +134,11 @@ impl QwenClient {
     pub fn new(cfg: Arc<UpstreamConfig>) -> Self {
         Self {
             headers: headers::Template::new(&cfg),
-            own: h1::Client::new(cfg.connect_timeout, IDLE_CONNECTIONS_PER_LOOP),
+            own: h1::Client::new(
+                cfg.connect_timeout,
+                IDLE_CONNECTIONS_PER_LOOP,
+                h1::IDLE_TIMEOUT,
+            ),
             cfg,
             clients: Mutex::new(HashMap::new()),
         }
@@ -156,7 +160,7 @@ impl QwenClient {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.cfg.connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_idle_timeout(h1::IDLE_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_LOOP)
             .http1_only();
         match proxy.or(self.cfg.proxy.as_ref().map(crate::config::ProxyUrl::as_str)) {

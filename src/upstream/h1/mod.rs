@@ -27,7 +27,7 @@ pub(crate) use body::Body;
 use conn::{Conn, Tls};
 
 /// How long an idle connection is kept (as reqwest's pool).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+pub(crate) const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Error {
@@ -110,6 +110,7 @@ struct Pooled {
 struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Pooled>>>,
     max_idle: usize,
+    idle_timeout: Duration,
 }
 
 /// Where a connection goes back to when its answer has been read.
@@ -119,18 +120,23 @@ pub(super) struct Idle {
 }
 
 impl Idle {
-    fn put(self, conn: Conn) {
+    /// Keeps `conn` for the next request, without its read buffer (an idle connection holds
+    /// none). Connections idle for longer than the pool's timeout are closed here and in
+    /// [`Client::take`]: the list is in the order connections went idle.
+    fn put(self, mut conn: Conn) {
+        conn.buf = BytesMut::new();
+        let now = Instant::now();
         let mut idle = self
             .pool
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let list = idle.entry(self.key).or_default();
+        let timeout = self.pool.idle_timeout;
+        let stale = list.partition_point(|p| now.duration_since(p.since) >= timeout);
+        list.drain(..stale);
         if list.len() < self.pool.max_idle {
-            list.push(Pooled {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Pooled { conn, since: now });
         }
     }
 }
@@ -142,21 +148,24 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// `max_idle` connections are kept per serving loop and origin.
-    pub fn new(connect_timeout: Duration, max_idle: usize) -> Self {
-        Self::with_roots(connect_timeout, max_idle, Vec::new())
+    /// `max_idle` connections are kept per serving loop and origin, each for up to
+    /// `idle_timeout`.
+    pub fn new(connect_timeout: Duration, max_idle: usize, idle_timeout: Duration) -> Self {
+        Self::with_roots(connect_timeout, max_idle, idle_timeout, Vec::new())
     }
 
     /// As [`Client::new`], also trusting `roots` (for tests with a certificate of their own).
     pub fn with_roots(
         connect_timeout: Duration,
         max_idle: usize,
+        idle_timeout: Duration,
         roots: Vec<CertificateDer<'static>>,
     ) -> Self {
         Client {
             pool: Arc::new(Pool {
                 idle: Mutex::default(),
                 max_idle,
+                idle_timeout,
             }),
             tls: Tls::new(roots),
             connect_timeout,
@@ -209,7 +218,7 @@ impl Client {
             .unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(key)?;
         while let Some(p) = list.pop() {
-            if p.since.elapsed() < IDLE_TIMEOUT && p.conn.still_open() {
+            if p.since.elapsed() < self.pool.idle_timeout && p.conn.still_open() {
                 return Some(p.conn);
             }
         }

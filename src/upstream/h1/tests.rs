@@ -176,7 +176,7 @@ fn chunked_answer(body: &str) -> Vec<u8> {
 }
 
 fn client() -> Client {
-    Client::new(Duration::from_secs(5), 8)
+    Client::new(Duration::from_secs(5), 8, Duration::from_secs(90))
 }
 
 async fn get(client: &Client, url: &Url) -> Result<Response, Error> {
@@ -454,7 +454,7 @@ async fn https_with_the_platform_verifier_and_an_extra_root() {
             });
         }
     });
-    let trusting = Client::with_roots(Duration::from_secs(5), 8, vec![ca]);
+    let trusting = Client::with_roots(Duration::from_secs(5), 8, Duration::from_secs(90), vec![ca]);
     for host in ["localhost", "127.0.0.1"] {
         let url = Url::parse(&format!("https://{host}:{port}/x")).unwrap();
         for _ in 0..2 {
@@ -470,4 +470,34 @@ async fn https_with_the_platform_verifier_and_an_extra_root() {
         matches!(&err, Error::Connect(m) if m.contains("TLS")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn idle_connections_expire_and_the_pool_is_bounded() {
+    let upstream = Upstream::start(|_, mut peer| async move {
+        while peer.request().await.is_some() {
+            peer.send(&chunked_answer("ok")).await;
+        }
+    })
+    .await;
+    let url = upstream.url("/");
+    // Kept for 50 ms: a request after 100 ms opens a new connection.
+    let brief = Client::new(Duration::from_secs(5), 8, Duration::from_millis(50));
+    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 1);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 2);
+    // Two answers in flight at once, then one idle connection kept: the third call reuses
+    // it, the fourth (alongside) opens one more.
+    let one = Client::new(Duration::from_secs(5), 1, Duration::from_secs(90));
+    let (a, b) = tokio::join!(get(&one, &url), get(&one, &url));
+    body(a.unwrap()).await.unwrap();
+    body(b.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 4);
+    let (c, d) = tokio::join!(get(&one, &url), get(&one, &url));
+    body(c.unwrap()).await.unwrap();
+    body(d.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 5);
 }
