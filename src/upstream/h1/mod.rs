@@ -181,9 +181,10 @@ impl Client {
         let wire = encode(&req, &key.1);
         let mut retried = false;
         loop {
-            let (conn, reused) = match self.take(&key) {
-                Some(conn) if !retried => (conn, true),
-                _ => (
+            let pooled = if retried { None } else { self.take(&key) };
+            let (conn, reused) = match pooled {
+                Some(conn) => (conn, true),
+                None => (
                     Conn::open(&key.1, &self.tls, self.connect_timeout).await?,
                     false,
                 ),
