@@ -39,9 +39,9 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + 
 
 /// Idle upstream connections kept per serving loop (and proxy). A burst leaves as many
 /// connections as it had calls in flight (a completion overlaps the deletion of the chat
-/// before it, so about two per request), each holding its read buffer (8 KB, up to 128 KB
-/// after a fast stream) and on the real site its TLS state, for the 90 s idle timeout. 64 per
-/// loop serve 32 requests at a time on each loop without reconnecting.
+/// before it, so about two per request), each with its socket and on the real site its TLS
+/// state (and, in reqwest's pool, its read buffer), for the 90 s idle timeout. 64 per loop
+/// serve 32 requests at a time on each loop without reconnecting.
 const IDLE_CONNECTIONS_PER_LOOP: usize = 64;
 
 /// Checks for silence per idle timeout, see [`QwenClient::complete`].
