@@ -1,6 +1,7 @@
 //! The chat.qwen.ai client: sign in, list models, create a chat, stream a completion, delete a
 //! chat. A narrow seam, so that another upstream can sit beside it later.
 
+mod answer;
 pub mod error;
 pub mod files;
 pub(crate) mod h1;
@@ -15,10 +16,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use reqwest::{Method, RequestBuilder, Response};
 use sha2::{Digest, Sha256};
 
+use answer::Answer;
 pub use error::UpstreamError;
 pub use headers::{CallKind, Credentials};
 
@@ -59,75 +61,6 @@ pub struct QwenClient {
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     /// Our own client, for the calls of every completion when no outbound proxy is set.
     own: h1::Client,
-}
-
-/// An answer from either HTTP client.
-enum Answer {
-    Pooled(Response),
-    Own(h1::Response),
-}
-
-impl From<Response> for Answer {
-    fn from(r: Response) -> Self {
-        Answer::Pooled(r)
-    }
-}
-
-impl Answer {
-    fn status(&self) -> u16 {
-        match self {
-            Answer::Pooled(r) => r.status().as_u16(),
-            Answer::Own(r) => r.status,
-        }
-    }
-
-    fn content_type(&self) -> String {
-        let headers = match self {
-            Answer::Pooled(r) => r.headers(),
-            Answer::Own(r) => &r.headers,
-        };
-        content_type(headers)
-    }
-
-    fn into_body(self) -> Body {
-        match self {
-            Answer::Pooled(r) => Body::Pooled(Box::pin(r.bytes_stream())),
-            Answer::Own(r) => Body::Own(r.body),
-        }
-    }
-}
-
-/// An answer's body from either HTTP client, read piece by piece.
-enum Body {
-    Pooled(Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>),
-    Own(h1::Body),
-}
-
-impl Body {
-    /// The next piece; `None` at the end. Cancel-safe.
-    async fn next(&mut self) -> Option<Result<Bytes, UpstreamError>> {
-        match self {
-            Body::Pooled(s) => s
-                .next()
-                .await
-                .map(|r| r.map_err(|e| UpstreamError::from_reqwest(&e))),
-            Body::Own(b) => b
-                .next()
-                .await
-                .map(|r| r.map_err(|e| UpstreamError::from_h1(&e))),
-        }
-    }
-
-    async fn text(mut self) -> Result<String, UpstreamError> {
-        let mut all = Vec::new();
-        while let Some(piece) = self.next().await {
-            all.extend_from_slice(&piece?);
-        }
-        Ok(match String::from_utf8(all) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        })
-    }
 }
 
 impl QwenClient {
