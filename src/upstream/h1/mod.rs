@@ -106,11 +106,43 @@ struct Pooled {
     since: Instant,
 }
 
-#[derive(Default)]
 struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Pooled>>>,
+    idle: Mutex<Idling>,
     max_idle: usize,
     idle_timeout: Duration,
+}
+
+#[derive(Default)]
+struct Idling {
+    /// Per key, in the order the connections went idle.
+    lists: HashMap<PoolKey, Vec<Pooled>>,
+    /// Whether a task is closing connections that stay idle past the timeout.
+    reaping: bool,
+}
+
+/// Closes the connections of `list` idle for `timeout` or longer (they are at its front).
+fn drop_stale(list: &mut Vec<Pooled>, now: Instant, timeout: Duration) {
+    let stale = list.partition_point(|p| now.duration_since(p.since) >= timeout);
+    list.drain(..stale);
+}
+
+/// Closes idle connections past the timeout every third of it while any are idle, so that a
+/// pool no request uses any more does not keep sockets the upstream has long closed.
+async fn reap(pool: std::sync::Weak<Pool>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let now = Instant::now();
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.lists.retain(|_, list| {
+            drop_stale(list, now, pool.idle_timeout);
+            !list.is_empty()
+        });
+        if idle.lists.is_empty() {
+            idle.reaping = false;
+            return;
+        }
+    }
 }
 
 /// Where a connection goes back to when its answer has been read.
@@ -121,22 +153,23 @@ pub(super) struct Idle {
 
 impl Idle {
     /// Keeps `conn` for the next request, without its read buffer (an idle connection holds
-    /// none). Connections idle for longer than the pool's timeout are closed here and in
-    /// [`Client::take`]: the list is in the order connections went idle.
+    /// none). Connections idle for longer than the pool's timeout are closed here, in
+    /// [`Client::take`] and by [`reap`], which this starts when none is running.
     fn put(self, mut conn: Conn) {
         conn.buf = BytesMut::new();
         let now = Instant::now();
-        let mut idle = self
-            .pool
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(self.key).or_default();
-        let timeout = self.pool.idle_timeout;
-        let stale = list.partition_point(|p| now.duration_since(p.since) >= timeout);
-        list.drain(..stale);
-        if list.len() < self.pool.max_idle {
+        let pool = &self.pool;
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = idle.lists.entry(self.key).or_default();
+        drop_stale(list, now, pool.idle_timeout);
+        if list.len() < pool.max_idle {
             list.push(Pooled { conn, since: now });
+        }
+        if !idle.reaping
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            idle.reaping = true;
+            runtime.spawn(reap(Arc::downgrade(pool), pool.idle_timeout / 3));
         }
     }
 }
@@ -217,7 +250,7 @@ impl Client {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
+        let list = idle.lists.get_mut(key)?;
         while let Some(p) = list.pop() {
             if p.since.elapsed() < self.pool.idle_timeout && p.conn.still_open() {
                 return Some(p.conn);

@@ -501,3 +501,44 @@ async fn idle_connections_expire_and_the_pool_is_bounded() {
     body(d.unwrap()).await.unwrap();
     assert_eq!(upstream.connections(), 5);
 }
+
+#[tokio::test]
+async fn an_unused_pool_closes_its_idle_connections() {
+    let closed = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&closed);
+    let upstream = Upstream::start(move |_, mut peer| {
+        let seen = Arc::clone(&seen);
+        async move {
+            while peer.request().await.is_some() {
+                peer.send(&chunked_answer("ok")).await;
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    })
+    .await;
+    let url = upstream.url("/");
+    let brief = Client::new(Duration::from_secs(5), 8, Duration::from_millis(60));
+    let (a, b) = tokio::join!(get(&brief, &url), get(&brief, &url));
+    body(a.unwrap()).await.unwrap();
+    body(b.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 2);
+    assert_eq!(closed.load(Ordering::SeqCst), 0);
+    // No further request: the pool's own task closes both after 60 to 80 ms.
+    for _ in 0..100 {
+        if closed.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 2);
+    // And a later request opens a new one, which the restarted task closes in turn.
+    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    assert_eq!(upstream.connections(), 3);
+    for _ in 0..100 {
+        if closed.load(Ordering::SeqCst) == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(closed.load(Ordering::SeqCst), 3);
+}
