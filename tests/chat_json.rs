@@ -197,3 +197,47 @@ async fn upstream_connections_are_kept_alive_across_requests() {
         peers.len()
     );
 }
+
+#[tokio::test]
+async fn a_redirected_completion_is_followed() {
+    use common::fake_qwen::Reply;
+    let app = TestApp::with_accounts(1, &[]).await;
+    let moved = "/api/v2/chat/completions?chat_id=moved";
+    // Answered with a redirect twice: our client does not follow one, so the call is made
+    // again through reqwest, which meets the redirect again and follows it.
+    for _ in 0..2 {
+        app.fake.push_completion(
+            Some("acct1"),
+            Reply::Redirect {
+                status: 307,
+                location: moved.into(),
+            },
+        );
+    }
+    let resp = app.chat(body("qwen3.7-plus", false)).await;
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "Hi!");
+    let sent: Vec<_> = app
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v2/chat/completions")
+        .collect();
+    assert_eq!(
+        sent.len(),
+        3,
+        "redirected twice, then the call it was sent to"
+    );
+    assert!(sent[0].query_param("chat_id").is_some());
+    assert_eq!(sent[1].query, sent[0].query);
+    assert_eq!(sent[2].query.as_deref(), Some("chat_id=moved"));
+    // A 307 keeps the method and the body.
+    for s in &sent[1..] {
+        assert_eq!(s.method, "POST");
+        assert_eq!(s.bytes, sent[0].bytes);
+    }
+    // Only the first went through our own client: the other two share reqwest's connection.
+    assert_ne!(sent[0].peer, sent[1].peer);
+    assert_eq!(sent[1].peer, sent[2].peer);
+}

@@ -155,7 +155,9 @@ impl QwenClient {
     }
 
     /// A call every completion makes: through our own client when no outbound proxy is set,
-    /// else through reqwest. Waits for the answer's head within the first-byte timeout.
+    /// else through reqwest. Waits for the answer's head within the first-byte timeout. Our
+    /// client does not follow redirects: a redirected call is made again through reqwest,
+    /// which does (the upstream answered the first with a redirect, not by acting on it).
     async fn call(
         &self,
         method: Method,
@@ -165,37 +167,43 @@ impl QwenClient {
         query: Option<(&str, &str)>,
         json: Option<Vec<u8>>,
     ) -> Result<Answer, UpstreamError> {
-        if creds.proxy.is_some() || self.cfg.proxy.is_some() {
-            let mut req = self.request(method, path, Some(creds), kind)?;
-            if let Some(pair) = query {
-                req = req.query(&[pair]);
+        if creds.proxy.is_none() && self.cfg.proxy.is_none() {
+            let mut url = endpoint(&self.cfg.base_url, path);
+            if let Some((name, value)) = query {
+                url.query_pairs_mut().append_pair(name, value);
             }
-            if let Some(body) = json {
-                req = req
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body);
+            let headers = headers::build(&self.headers, &self.cfg, Some(creds), kind);
+            let req = h1::Request {
+                method: method.clone(),
+                url: &url,
+                headers: &headers,
+                json: json.as_deref(),
+            };
+            let sent = tokio::time::timeout(self.cfg.first_byte_timeout, self.own.send(req));
+            match sent.await {
+                Ok(Ok(resp)) if !matches!(resp.status, 301 | 302 | 303 | 307 | 308) => {
+                    return Ok(Answer::Own(resp));
+                }
+                Ok(Ok(_redirected)) => {}
+                Ok(Err(e)) => return Err(UpstreamError::from_h1(&e)),
+                Err(_) => {
+                    return Err(UpstreamError::Transient(format!(
+                        "no response within {:?}",
+                        self.cfg.first_byte_timeout
+                    )));
+                }
             }
-            return self.send(req).await.map(Answer::Pooled);
         }
-        let mut url = endpoint(&self.cfg.base_url, path);
-        if let Some((name, value)) = query {
-            url.query_pairs_mut().append_pair(name, value);
+        let mut req = self.request(method, path, Some(creds), kind)?;
+        if let Some(pair) = query {
+            req = req.query(&[pair]);
         }
-        let headers = headers::build(&self.headers, &self.cfg, Some(creds), kind);
-        let req = h1::Request {
-            method,
-            url: &url,
-            headers: &headers,
-            json,
-        };
-        match tokio::time::timeout(self.cfg.first_byte_timeout, self.own.send(req)).await {
-            Ok(Ok(resp)) => Ok(Answer::Own(resp)),
-            Ok(Err(e)) => Err(UpstreamError::from_h1(&e)),
-            Err(_) => Err(UpstreamError::Transient(format!(
-                "no response within {:?}",
-                self.cfg.first_byte_timeout
-            ))),
+        if let Some(body) = json {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
         }
+        self.send(req).await.map(Answer::Pooled)
     }
 
     /// The whole body of an answer, within the idle timeout.

@@ -52,6 +52,8 @@ pub enum Reply {
     },
     /// Wait before sending the response headers, then play the inner reply.
     Delayed(Duration, Box<Reply>),
+    /// A redirect (`301`, `302`, `307`…) to `location`, with an empty body.
+    Redirect { status: u16, location: String },
 }
 
 /// How an [`Reply::Sse`] body is cut into body frames.
@@ -204,7 +206,7 @@ impl Reply {
                 }
             }
             Reply::Delayed(d, inner) => Reply::Delayed(d, Box::new(inner.map_sse(f))),
-            http @ Reply::Http { .. } => http,
+            other @ (Reply::Http { .. } | Reply::Redirect { .. }) => other,
         }
     }
 }
@@ -857,6 +859,11 @@ pub(super) fn play(reply: Reply, inner: Arc<Inner>) -> BoxFuture<'static, Respon
                 .status(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
                 .header(header::CONTENT_TYPE, content_type)
                 .body(Body::from(body))
+                .expect("valid response"),
+            Reply::Redirect { status, location } => Response::builder()
+                .status(StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND))
+                .header(header::LOCATION, location)
+                .body(Body::empty())
                 .expect("valid response"),
             Reply::Delayed(wait, next) => {
                 tokio::time::sleep(wait).await;

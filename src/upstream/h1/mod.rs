@@ -89,7 +89,7 @@ pub(crate) struct Request<'a> {
     pub url: &'a Url,
     pub headers: &'a HeaderMap,
     /// A JSON body, or `None`.
-    pub json: Option<Vec<u8>>,
+    pub json: Option<&'a [u8]>,
 }
 
 /// An answer's status and headers; the body is read as it is consumed.
@@ -314,7 +314,7 @@ fn is_reset(e: &std::io::Error) -> bool {
 /// The request as it goes on the wire: request line, `host`, the given headers, then
 /// `accept-encoding` (if not given), `content-type` and `content-length` for a body.
 fn encode(req: &Request<'_>, origin: &Origin) -> Vec<u8> {
-    let body = req.json.as_deref().unwrap_or_default();
+    let body = req.json.unwrap_or_default();
     let mut out = BytesMut::with_capacity(1024 + body.len());
     let mut put = |parts: &[&[u8]]| {
         for p in parts {

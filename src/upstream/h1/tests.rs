@@ -186,7 +186,7 @@ async fn get(client: &Client, url: &Url) -> Result<Response, Error> {
             method: Method::POST,
             url,
             headers: &headers,
-            json: Some(br#"{"a":1}"#.to_vec()),
+            json: Some(br#"{"a":1}"#),
         })
         .await
 }
@@ -240,7 +240,7 @@ async fn the_request_is_written_as_reqwest_would() {
             method: Method::POST,
             url: &url,
             headers: &headers,
-            json: Some(b"{}".to_vec()),
+            json: Some(b"{}"),
         })
         .await
         .unwrap();
