@@ -126,15 +126,13 @@ impl Framing {
             Framing::UntilClose if buf.is_empty() => Ok(None),
             Framing::UntilClose => Ok(Some(buf.split().freeze())),
             Framing::Length(left) => {
-                if buf.is_empty() {
+                let Some((piece, last)) = counted(left, buf) else {
                     return Ok(None);
-                }
-                let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-                *left -= n as u64;
-                if *left == 0 {
+                };
+                if last {
                     *self = Framing::Done;
                 }
-                Ok(Some(buf.split_to(n).freeze()))
+                Ok(Some(piece))
             }
             Framing::Chunked(state) => {
                 let mut first: Option<Bytes> = None;
@@ -202,15 +200,13 @@ fn chunk_step(state: &mut Chunked, buf: &mut BytesMut) -> Result<Option<Bytes>, 
             Ok(Some(Bytes::new()))
         }
         Chunked::Data(left) => {
-            if buf.is_empty() {
+            let Some((piece, last)) = counted(left, buf) else {
                 return Ok(None);
-            }
-            let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
-            *left -= n as u64;
-            if *left == 0 {
+            };
+            if last {
                 *state = Chunked::DataEnd;
             }
-            Ok(Some(buf.split_to(n).freeze()))
+            Ok(Some(piece))
         }
         Chunked::DataEnd => match take_line(buf)? {
             Some(line) if line.is_empty() => {
@@ -222,6 +218,17 @@ fn chunk_step(state: &mut Chunked, buf: &mut BytesMut) -> Result<Option<Bytes>, 
         },
         Chunked::Trailers => Ok(Some(Bytes::new())),
     }
+}
+
+/// Up to `left` bytes from the front of `buf`, counted off `left`, and whether they were the
+/// last; `None` when `buf` is empty.
+fn counted(left: &mut u64, buf: &mut BytesMut) -> Option<(Bytes, bool)> {
+    if buf.is_empty() {
+        return None;
+    }
+    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+    *left -= n as u64;
+    Some((buf.split_to(n).freeze(), *left == 0))
 }
 
 /// Consumes trailer lines up to the empty one; whether it was reached.

@@ -315,7 +315,7 @@ fn is_reset(e: &std::io::Error) -> bool {
 /// `accept-encoding` (if not given), `content-type` and `content-length` for a body.
 fn encode(req: &Request<'_>, origin: &Origin) -> Vec<u8> {
     let body = req.json.unwrap_or_default();
-    let mut out = BytesMut::with_capacity(1024 + body.len());
+    let mut out = Vec::with_capacity(1024 + body.len());
     let mut put = |parts: &[&[u8]]| {
         for p in parts {
             out.extend_from_slice(p);
@@ -349,5 +349,5 @@ fn encode(req: &Request<'_>, origin: &Origin) -> Vec<u8> {
         ]);
     }
     put(&[b"\r\n", body]);
-    out.to_vec()
+    out
 }

@@ -81,6 +81,8 @@ fn malformed_chunks_are_errors() {
 struct Upstream {
     port: u16,
     accepted: Arc<AtomicUsize>,
+    /// Connections whose script has ended (and so closed them).
+    ended: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -92,15 +94,35 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
-        let count = Arc::clone(&accepted);
+        let ended = Arc::new(AtomicUsize::new(0));
+        let (count, done) = (Arc::clone(&accepted), Arc::clone(&ended));
         tokio::spawn(async move {
             loop {
                 let (socket, _) = listener.accept().await.unwrap();
                 let n = count.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(script(n, Peer::new(socket)));
+                let run = script(n, Peer::new(socket));
+                let done = Arc::clone(&done);
+                tokio::spawn(async move {
+                    run.await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
             }
         });
-        Upstream { port, accepted }
+        Upstream {
+            port,
+            accepted,
+            ended,
+        }
+    }
+
+    /// Answers every request on every connection with `text`, until the client closes.
+    async fn answering(text: &'static str) -> Upstream {
+        Upstream::start(move |_, mut peer| async move {
+            while peer.request().await.is_some() {
+                peer.send(&chunked_answer(text)).await;
+            }
+        })
+        .await
     }
 
     fn url(&self, path: &str) -> Url {
@@ -109,6 +131,17 @@ impl Upstream {
 
     fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Waits up to a second for `n` connections to have been closed, and asserts it.
+    async fn closed(&self, n: usize) {
+        for _ in 0..100 {
+            if self.ended.load(Ordering::SeqCst) == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(self.ended.load(Ordering::SeqCst), n);
     }
 }
 
@@ -199,6 +232,18 @@ async fn body(mut resp: Response) -> Result<String, Error> {
     Ok(String::from_utf8(all).unwrap())
 }
 
+/// One request's whole answer.
+async fn fetch(client: &Client, url: &Url) -> String {
+    body(get(client, url).await.unwrap()).await.unwrap()
+}
+
+/// Two requests at once, each answer read whole.
+async fn fetch_two(client: &Client, url: &Url) {
+    let (a, b) = tokio::join!(get(client, url), get(client, url));
+    body(a.unwrap()).await.unwrap();
+    body(b.unwrap()).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_connection_serves_answer_after_answer() {
     let upstream = Upstream::start(|_, mut peer| async move {
@@ -275,14 +320,8 @@ async fn a_reused_connection_closed_under_the_request_is_replaced_once() {
     .await;
     let client = client();
     let url = upstream.url("/");
-    assert_eq!(
-        body(get(&client, &url).await.unwrap()).await.unwrap(),
-        "first"
-    );
-    assert_eq!(
-        body(get(&client, &url).await.unwrap()).await.unwrap(),
-        "again"
-    );
+    assert_eq!(fetch(&client, &url).await, "first");
+    assert_eq!(fetch(&client, &url).await, "again");
     assert_eq!(upstream.connections(), 2);
 }
 
@@ -314,29 +353,17 @@ async fn a_body_cut_short_is_an_error_and_its_connection_is_not_reused() {
     let url = upstream.url("/");
     let err = body(get(&client, &url).await.unwrap()).await.err().unwrap();
     assert!(matches!(err, Error::Io(_)), "{err:?}");
-    assert_eq!(
-        body(get(&client, &url).await.unwrap()).await.unwrap(),
-        "whole"
-    );
+    assert_eq!(fetch(&client, &url).await, "whole");
     assert_eq!(upstream.connections(), 2);
 }
 
 #[tokio::test]
 async fn an_answer_dropped_unread_closes_its_connection() {
-    let upstream = Upstream::start(|_, mut peer| async move {
-        while peer.request().await.is_some() {
-            peer.send(&chunked_answer("some answer that nobody reads"))
-                .await;
-        }
-    })
-    .await;
+    let upstream = Upstream::answering("some answer that nobody reads").await;
     let client = client();
     let url = upstream.url("/");
     drop(get(&client, &url).await.unwrap());
-    assert_eq!(
-        body(get(&client, &url).await.unwrap()).await.unwrap(),
-        "some answer that nobody reads"
-    );
+    assert_eq!(fetch(&client, &url).await, "some answer that nobody reads");
     assert_eq!(upstream.connections(), 2);
 }
 
@@ -412,7 +439,7 @@ async fn compressed_answers_are_decompressed() {
     let client = client();
     let url = upstream.url("/");
     for _ in 0..2 {
-        let text = body(get(&client, &url).await.unwrap()).await.unwrap();
+        let text = fetch(&client, &url).await;
         assert_eq!(text, "data: {\"x\":1}\n\n".repeat(50));
     }
     assert_eq!(upstream.connections(), 1);
@@ -458,7 +485,7 @@ async fn https_with_the_platform_verifier_and_an_extra_root() {
     for host in ["localhost", "127.0.0.1"] {
         let url = Url::parse(&format!("https://{host}:{port}/x")).unwrap();
         for _ in 0..2 {
-            let text = body(get(&trusting, &url).await.unwrap()).await.unwrap();
+            let text = fetch(&trusting, &url).await;
             assert_eq!(text, "over TLS");
         }
     }
@@ -474,71 +501,37 @@ async fn https_with_the_platform_verifier_and_an_extra_root() {
 
 #[tokio::test]
 async fn idle_connections_expire_and_the_pool_is_bounded() {
-    let upstream = Upstream::start(|_, mut peer| async move {
-        while peer.request().await.is_some() {
-            peer.send(&chunked_answer("ok")).await;
-        }
-    })
-    .await;
+    let upstream = Upstream::answering("ok").await;
     let url = upstream.url("/");
     // Kept for 50 ms: a request after 100 ms opens a new connection.
     let brief = Client::new(Duration::from_secs(5), 8, Duration::from_millis(50));
-    body(get(&brief, &url).await.unwrap()).await.unwrap();
-    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    fetch(&brief, &url).await;
+    fetch(&brief, &url).await;
     assert_eq!(upstream.connections(), 1);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    fetch(&brief, &url).await;
     assert_eq!(upstream.connections(), 2);
     // Two answers in flight at once, then one idle connection kept: the third call reuses
     // it, the fourth (alongside) opens one more.
     let one = Client::new(Duration::from_secs(5), 1, Duration::from_secs(90));
-    let (a, b) = tokio::join!(get(&one, &url), get(&one, &url));
-    body(a.unwrap()).await.unwrap();
-    body(b.unwrap()).await.unwrap();
+    fetch_two(&one, &url).await;
     assert_eq!(upstream.connections(), 4);
-    let (c, d) = tokio::join!(get(&one, &url), get(&one, &url));
-    body(c.unwrap()).await.unwrap();
-    body(d.unwrap()).await.unwrap();
+    fetch_two(&one, &url).await;
     assert_eq!(upstream.connections(), 5);
 }
 
 #[tokio::test]
 async fn an_unused_pool_closes_its_idle_connections() {
-    let closed = Arc::new(AtomicUsize::new(0));
-    let seen = Arc::clone(&closed);
-    let upstream = Upstream::start(move |_, mut peer| {
-        let seen = Arc::clone(&seen);
-        async move {
-            while peer.request().await.is_some() {
-                peer.send(&chunked_answer("ok")).await;
-            }
-            seen.fetch_add(1, Ordering::SeqCst);
-        }
-    })
-    .await;
+    let upstream = Upstream::answering("ok").await;
     let url = upstream.url("/");
     let brief = Client::new(Duration::from_secs(5), 8, Duration::from_millis(60));
-    let (a, b) = tokio::join!(get(&brief, &url), get(&brief, &url));
-    body(a.unwrap()).await.unwrap();
-    body(b.unwrap()).await.unwrap();
+    fetch_two(&brief, &url).await;
     assert_eq!(upstream.connections(), 2);
-    assert_eq!(closed.load(Ordering::SeqCst), 0);
+    assert_eq!(upstream.ended.load(Ordering::SeqCst), 0);
     // No further request: the pool's own task closes both after 60 to 80 ms.
-    for _ in 0..100 {
-        if closed.load(Ordering::SeqCst) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(closed.load(Ordering::SeqCst), 2);
+    upstream.closed(2).await;
     // And a later request opens a new one, which the restarted task closes in turn.
-    body(get(&brief, &url).await.unwrap()).await.unwrap();
+    fetch(&brief, &url).await;
     assert_eq!(upstream.connections(), 3);
-    for _ in 0..100 {
-        if closed.load(Ordering::SeqCst) == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(closed.load(Ordering::SeqCst), 3);
+    upstream.closed(3).await;
 }
