@@ -88,15 +88,21 @@ pub fn sse(data: &[u8]) {
     }
 }
 
-/// One `data:` payload: wherever the fast scanner reads a frame, serde reads the same one.
+/// `data:` payloads, one per line, read in turn by one stream's scanner (each by the shape of
+/// an earlier one where it has it) and each on its own: wherever either reads a frame, serde
+/// reads the same one.
 pub fn frame(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Some(fast) = crate::upstream::scan::frame(text) {
-        let slow =
-            serde_json::from_str::<crate::upstream::wire::Frame>(text).map(|f| format!("{f:?}"));
-        assert_eq!(slow.ok(), Some(format!("{fast:?}")), "on {text:?}");
+    let mut scanner = crate::upstream::wire::Scanner::default();
+    for line in text.split('\n') {
+        let alone = crate::upstream::scan::frame(line);
+        for fast in [alone, scanner.frame(line)].into_iter().flatten() {
+            let slow = serde_json::from_str::<crate::upstream::wire::Frame>(line)
+                .map(|f| format!("{f:?}"));
+            assert_eq!(slow.ok(), Some(format!("{fast:?}")), "on {line:?}");
+        }
     }
 }
 

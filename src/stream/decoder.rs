@@ -7,7 +7,7 @@ use crate::chat::{AnswerEvent, TokenUsage};
 use crate::config::{SearchInfoMode, StreamMode};
 use crate::upstream::UpstreamError;
 use crate::upstream::error::classify_event;
-use crate::upstream::wire::{Frame, Phase, SearchInfo, WireDelta, WireUsage};
+use crate::upstream::wire::{Frame, Phase, Scanner, SearchInfo, WireDelta, WireUsage};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeOptions {
@@ -29,6 +29,7 @@ pub struct Step {
 
 pub struct Decoder {
     opts: DecodeOptions,
+    scanner: Scanner,
     /// The response being followed; frames of other candidates are dropped (protocol §6.7).
     primary: Option<String>,
     others: Vec<String>,
@@ -48,6 +49,7 @@ impl Decoder {
     pub fn new(opts: DecodeOptions) -> Self {
         Self {
             opts,
+            scanner: Scanner::default(),
             primary: None,
             others: Vec::new(),
             answer_so_far: String::new(),
@@ -73,7 +75,7 @@ impl Decoder {
         if data.is_empty() {
             return Ok(step);
         }
-        let frame = match Frame::parse(data) {
+        let frame = match Frame::parse(data, &mut self.scanner) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(error = %e, len = data.len(), "ignoring an upstream event that is not a frame");

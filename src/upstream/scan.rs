@@ -8,45 +8,49 @@
 //! handle itself: `response.created`, `extra`, `success`, `error`, a `\u` escape or a control
 //! character in any string, an escaped key, a repeated known field, a value of an unexpected
 //! type, deep nesting, or invalid JSON. Other escaped text it reads is decoded by serde_json.
+//!
+//! Within a stream, [`Scanner`] reads most token events by the shape of the one before
+//! ([`shape`]): only the values that changed are read.
 
 use std::borrow::Cow;
 
 use super::wire::{Frame, FrameChoice, OutputTokensDetails, Phase, Status, WireDelta, WireUsage};
 
-/// Bytes that end a run of plain string text: the quote, the backslash, control characters.
-static STRING_STOP: [bool; 256] = {
-    let mut stop = [false; 256];
-    let mut c = 0;
-    while c < 0x20 {
-        stop[c] = true;
-        c += 1;
-    }
-    stop[b'"' as usize] = true;
-    stop[b'\\' as usize] = true;
-    stop
-};
+mod shape;
 
-/// The first index from `i` on whose 8-byte word may hold a byte that stops a string (a
-/// quote, a backslash, a control character); every byte before it is plain. Word-at-a-time
-/// tests for a zero byte after xor, and for a byte below 0x20: exact about whether a word
-/// holds one, which is all that is used.
-fn plain_words(bytes: &[u8], mut i: usize) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+pub use shape::Scanner;
+use shape::{Count, Field, Hole, Kind};
+
+/// The index of the first byte from `i` on that stops a run of plain string text (a quote, a
+/// backslash, a control character), or `None` when the text ends first.
+///
+/// Eight bytes at a time: word-at-a-time tests for a zero byte after xor, and for a byte
+/// below 0x20. Each test may flag bytes above the first one it finds (a borrow runs upwards),
+/// never below it, so the lowest flagged byte is the first stop. The last few bytes are read
+/// into a word padded with zeros, which stop as control characters do, past the end.
+fn next_stop(bytes: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = ONES << 7;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v;
-    while let Some(word) = bytes.get(i..i + 8) {
+    loop {
         let mut eight = [0u8; 8];
-        eight.copy_from_slice(word);
-        let x = u64::from_ne_bytes(eight);
-        let stops = has_zero(x ^ (ONES * u64::from(b'"')))
+        if let Some(word) = bytes.get(i..i + 8) {
+            eight.copy_from_slice(word);
+        } else {
+            let rest = bytes.get(i..)?;
+            eight[..rest.len()].copy_from_slice(rest);
+        }
+        let x = u64::from_le_bytes(eight);
+        let stops = (has_zero(x ^ (ONES * u64::from(b'"')))
             | has_zero(x ^ (ONES * u64::from(b'\\')))
-            | (x.wrapping_sub(ONES * 0x20) & !x);
-        if stops & HIGH != 0 {
-            break;
+            | (x.wrapping_sub(ONES * 0x20) & !x))
+            & HIGH;
+        if stops != 0 {
+            let at = i + (stops.trailing_zeros() / 8) as usize;
+            return (at < bytes.len()).then_some(at);
         }
         i += 8;
     }
-    i
 }
 
 /// Nesting a skipped value may have before the frame goes to serde (which allows 128).
@@ -54,7 +58,12 @@ const MAX_DEPTH: usize = 32;
 
 /// The frame, when it has the shape this scanner reads; `None`: parse it with serde.
 pub fn frame(data: &str) -> Option<Frame<'_>> {
-    let mut r = Reader { s: data, i: 0 };
+    read(data).map(|(f, _)| f)
+}
+
+/// The frame, and where each value it holds stands in `data`.
+fn read(data: &str) -> Option<(Frame<'_>, Vec<Hole>)> {
+    let mut r = Reader::new(data, 0);
     let mut f = Frame::default();
     let mut seen = Seen::default();
     r.object(|r, key| {
@@ -65,7 +74,7 @@ pub fn frame(data: &str) -> Option<Frame<'_>> {
             }
             "response_id" => {
                 seen.once(1)?;
-                f.response_id = r.opt_string()?;
+                f.response_id = r.text(Field::ResponseId)?;
             }
             "usage" => {
                 seen.once(2)?;
@@ -77,7 +86,7 @@ pub fn frame(data: &str) -> Option<Frame<'_>> {
         Some(())
     })?;
     r.ws();
-    (r.i == data.len()).then_some(f)
+    (r.i == data.len()).then_some((f, r.holes))
 }
 
 /// Which known fields of an object were read already: serde rejects a repeated one.
@@ -100,10 +109,20 @@ impl Seen {
 struct Reader<'a> {
     s: &'a str,
     i: usize,
+    /// The values read so far, in order, each where it stands in `s`.
+    holes: Vec<Hole>,
 }
 
 #[allow(clippy::option_option)]
 impl<'a> Reader<'a> {
+    fn new(s: &'a str, i: usize) -> Self {
+        Self {
+            s,
+            i,
+            holes: Vec::new(),
+        }
+    }
+
     fn bytes(&self) -> &'a [u8] {
         self.s.as_bytes()
     }
@@ -191,15 +210,8 @@ impl<'a> Reader<'a> {
         let start = self.i;
         let mut escaped = false;
         loop {
-            // Eight bytes at a time while none of them ends the run, then a table per byte.
-            self.i = plain_words(bytes, self.i);
-            while bytes
-                .get(self.i)
-                .is_some_and(|&c| !STRING_STOP[usize::from(c)])
-            {
-                self.i += 1;
-            }
-            match bytes.get(self.i)? {
+            self.i = next_stop(bytes, self.i)?;
+            match bytes[self.i] {
                 b'"' => {
                     let text = &self.s[start..self.i];
                     self.i += 1;
@@ -226,27 +238,48 @@ impl<'a> Reader<'a> {
         serde_json::from_str::<String>(quoted).ok().map(Cow::Owned)
     }
 
-    /// `Option<Cow<str>>`: a string or `null`.
-    fn opt_string(&mut self) -> Option<Option<Cow<'a, str>>> {
+    /// `Option<Cow<str>>`: a string or `null`; the string is the value of `field`.
+    fn text(&mut self, field: Field) -> Option<Option<Cow<'a, str>>> {
         if self.null()? {
             return Some(None);
         }
-        self.string().map(Some)
+        let start = self.i;
+        let text = self.string()?;
+        let plain = matches!(text, Cow::Borrowed(_));
+        self.hole(start, Kind::Text(field, plain));
+        Some(Some(text))
     }
 
-    /// `Option<u64>`: `null` or a plain non-negative integer that fits (serde rejects
-    /// fractions, exponents and negatives here, so those go to serde to be rejected).
-    fn opt_u64(&mut self) -> Option<Option<u64>> {
+    /// `Option<u64>`: `null` or the number `count`.
+    fn count(&mut self, count: Count) -> Option<Option<u64>> {
         if self.null()? {
             return Some(None);
         }
+        let start = self.i;
+        let n = self.u64()?;
+        self.hole(start, Kind::Count(count, n));
+        Some(Some(n))
+    }
+
+    /// A plain non-negative integer that fits, right here (serde rejects fractions,
+    /// exponents and negatives for a `u64`, so those go to serde to be rejected).
+    fn u64(&mut self) -> Option<u64> {
         let start = self.i;
         self.number()?;
         let number = &self.s[start..self.i];
         if !number.bytes().all(|c| c.is_ascii_digit()) {
             return None;
         }
-        number.parse().ok().map(Some)
+        number.parse().ok()
+    }
+
+    /// Notes the value that started at `start` and ended here.
+    fn hole(&mut self, start: usize, kind: Kind) {
+        self.holes.push(Hole {
+            start,
+            end: self.i,
+            kind,
+        });
     }
 
     fn choices(&mut self) -> Option<Vec<FrameChoice<'a>>> {
@@ -280,23 +313,23 @@ impl<'a> Reader<'a> {
             match key {
                 "role" => {
                     seen.once(0)?;
-                    d.role = r.opt_string()?;
+                    d.role = r.text(Field::Role)?;
                 }
                 "name" => {
                     seen.once(1)?;
-                    d.name = r.opt_string()?;
+                    d.name = r.text(Field::Name)?;
                 }
                 "content" => {
                     seen.once(2)?;
-                    d.content = r.opt_string()?;
+                    d.content = r.text(Field::Content)?;
                 }
                 "phase" => {
                     seen.once(3)?;
-                    d.phase = r.opt_string()?.map(|p| phase(&p));
+                    d.phase = r.text(Field::Phase)?.map(|p| phase(&p));
                 }
                 "status" => {
                     seen.once(4)?;
-                    d.status = r.opt_string()?.map(|s| status(&s));
+                    d.status = r.text(Field::Status)?.map(|s| status(&s));
                 }
                 "extra" => {
                     seen.once(5)?;
@@ -321,19 +354,19 @@ impl<'a> Reader<'a> {
             match key {
                 "input_tokens" => {
                     seen.once(0)?;
-                    u.input_tokens = r.opt_u64()?;
+                    u.input_tokens = r.count(Count::Input)?;
                 }
                 "output_tokens" => {
                     seen.once(1)?;
-                    u.output_tokens = r.opt_u64()?;
+                    u.output_tokens = r.count(Count::Output)?;
                 }
                 "prompt_tokens" => {
                     seen.once(2)?;
-                    u.prompt_tokens = r.opt_u64()?;
+                    u.prompt_tokens = r.count(Count::Prompt)?;
                 }
                 "completion_tokens" => {
                     seen.once(3)?;
-                    u.completion_tokens = r.opt_u64()?;
+                    u.completion_tokens = r.count(Count::Completion)?;
                 }
                 "output_tokens_details" => {
                     seen.once(4)?;
@@ -355,7 +388,7 @@ impl<'a> Reader<'a> {
         self.object(|r, key| {
             if key == "reasoning_tokens" {
                 seen.once(0)?;
-                d.reasoning_tokens = r.opt_u64()?;
+                d.reasoning_tokens = r.count(Count::Reasoning)?;
             } else {
                 r.skip(0)?;
             }
@@ -369,15 +402,24 @@ impl<'a> Reader<'a> {
         if depth > MAX_DEPTH {
             return None;
         }
-        match self.peek()? {
-            b'"' => self.raw_string().map(drop),
-            b'{' => self.object(|r, _| r.skip(depth + 1)),
-            b'[' => self.array(|r| r.skip(depth + 1)),
-            b't' => self.literal(b"true"),
-            b'f' => self.literal(b"false"),
-            b'n' => self.literal(b"null"),
-            _ => self.number(),
+        let first = self.peek()?;
+        let start = self.i;
+        match first {
+            b'"' => {
+                self.raw_string()?;
+                self.hole(start, Kind::Skipped);
+            }
+            b'{' => self.object(|r, _| r.skip(depth + 1))?,
+            b'[' => self.array(|r| r.skip(depth + 1))?,
+            b't' => self.literal(b"true")?,
+            b'f' => self.literal(b"false")?,
+            b'n' => self.literal(b"null")?,
+            _ => {
+                self.number()?;
+                self.hole(start, Kind::Skipped);
+            }
         }
+        Some(())
     }
 
     /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`

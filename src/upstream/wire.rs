@@ -6,6 +6,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
+pub use super::scan::Scanner;
+
 /// One `data:` payload of the completion stream. Text borrows from the payload where it has
 /// no escapes, so a typical token event allocates only its list of choices.
 #[derive(Debug, Default, Deserialize)]
@@ -23,10 +25,12 @@ pub struct Frame<'a> {
 }
 
 impl<'a> Frame<'a> {
-    /// Parses one `data:` payload: the usual token event by the fast scanner
+    /// Parses one `data:` payload: the usual token event by the stream's fast scanner
     /// ([`super::scan`]), anything else by serde.
-    pub fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
-        super::scan::frame(data).map_or_else(|| serde_json::from_str(data), Ok)
+    pub fn parse(data: &'a str, scanner: &mut Scanner) -> Result<Self, serde_json::Error> {
+        scanner
+            .frame(data)
+            .map_or_else(|| serde_json::from_str(data), Ok)
     }
 }
 
