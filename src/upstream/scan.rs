@@ -63,7 +63,7 @@ pub fn frame(data: &str) -> Option<Frame<'_>> {
 
 /// The frame, and where each value it holds stands in `data`.
 fn read(data: &str) -> Option<(Frame<'_>, Vec<Hole>)> {
-    let mut r = Reader::new(data, 0);
+    let mut r = Reader::new(data);
     let mut f = Frame::default();
     let mut seen = Seen::default();
     r.object(|r, key| {
@@ -115,10 +115,10 @@ struct Reader<'a> {
 
 #[allow(clippy::option_option)]
 impl<'a> Reader<'a> {
-    fn new(s: &'a str, i: usize) -> Self {
+    fn new(s: &'a str) -> Self {
         Self {
             s,
-            i,
+            i: 0,
             holes: Vec::new(),
         }
     }

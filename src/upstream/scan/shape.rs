@@ -106,7 +106,7 @@ impl Shape {
         let shape = self.text.as_bytes();
         let bytes = data.as_bytes();
         let mut f = self.skeleton();
-        let mut r = Reader::new(data, 0);
+        let mut r = Reader::new(data);
         // `shape[at..]` lines up with `data[r.i..]`, and their first `same` bytes are equal.
         let mut at = 0;
         let mut same = equal_prefix(shape, bytes);
