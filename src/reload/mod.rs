@@ -1,13 +1,14 @@
 //! Configuration reload: re-reads the `.env` file (the process environment still wins),
 //! validates it, then applies account and key changes without touching in-flight requests.
-//! A watcher on the file's folder does the same when the file changes.
+//! A watcher on the file's folder does the same when the file changes (`watch`).
+
+mod watch;
+
+pub use watch::{Watch, watch};
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
-
-use notify::Watcher;
 
 use crate::accounts::ReloadReport;
 use crate::config::{Config, ConfigError};
@@ -207,60 +208,11 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
 }
 
 /// Whether the file's bytes differ from those last applied (reading it is not a change).
-fn file_changed(reloader: &Reloader) -> bool {
+pub(crate) fn file_changed(reloader: &Reloader) -> bool {
     let now = std::fs::read_to_string(reloader.env_file()).ok();
     *reloader
         .last_raw
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         != now
-}
-
-/// Watches the `.env` file's folder (editors and Docker replace the file rather than write it)
-/// and reloads when the file changes. Returns the watcher, which stops when dropped.
-pub fn watch(state: &AppState) -> Option<notify::RecommendedWatcher> {
-    let reloader = state.reloader()?;
-    let file = reloader.env_file().to_path_buf();
-    let name = file.file_name()?.to_owned();
-    let dir = match file.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-            {
-                let _ = tx.send(());
-            }
-        }
-    })
-    .map_err(|e| tracing::warn!(error = %e, "cannot watch the configuration file"))
-    .ok()?;
-    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
-        return None;
-    }
-    let state = state.clone();
-    tokio::spawn(async move {
-        while rx.recv().await.is_some() {
-            // Editors write in several steps: wait for the burst to end.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            while rx.try_recv().is_ok() {}
-            let Some(reloader) = state.reloader() else {
-                break;
-            };
-            if !file_changed(reloader) {
-                continue;
-            }
-            if let Err(e) = reload(&state).await {
-                tracing::error!(error = %e, "configuration change rejected; the previous configuration stays");
-            }
-        }
-    });
-    tracing::info!(file = %file.display(), "watching the configuration file");
-    Some(watcher)
 }
