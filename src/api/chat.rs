@@ -161,6 +161,15 @@ fn reasoning_format(
         })
 }
 
+/// What one answer event is written as: most often one frame, held inline.
+type Frames = smallvec::SmallVec<[Frame; 2]>;
+
+fn one(frame: Frame) -> Frames {
+    let mut frames = Frames::new();
+    frames.push(frame);
+    frames
+}
+
 /// Waits for the first visible event (or for the keep-alive interval to pass after the upstream
 /// was called), so that a failure before it is still an ordinary HTTP error; then streams.
 async fn stream(
@@ -189,8 +198,8 @@ async fn stream(
     };
     let batches = async_stream::stream! {
         match &first {
-            None => yield vec![sse::keep_alive()],
-            Some(ev) => yield enc.event(ev).into_iter().map(Frame::Data).collect(),
+            None => yield one(sse::keep_alive()),
+            Some(ev) => yield enc.event(ev).into_iter().map(Frame::Data).collect::<Frames>(),
         }
         while let Some(item) = proxied.next().await {
             match item {
@@ -199,12 +208,12 @@ async fn stream(
                 Err(e) => {
                     let err = AppError::from(e);
                     tracing::warn!(error = %err, "stream ended with an error event");
-                    yield vec![Frame::Data(err.render().body())];
+                    yield one(Frame::Data(err.render().body()));
                     break;
                 }
             }
         }
-        yield vec![Frame::Data("[DONE]".to_owned())];
+        yield one(Frame::Data("[DONE]".to_owned()));
     };
     Ok(sse::response(batches, keepalive))
 }

@@ -55,9 +55,10 @@ const IDLE_ROUNDS: usize = 3;
 /// them into one write (one system call for about 30 events in the benchmark, instead of one
 /// each). `IDLE_ROUNDS` rounds in a row that bring nothing send the write, so a source that is
 /// really waiting costs only those few scheduler rounds of delay (microseconds).
-async fn gather<S>(batches: &mut std::pin::Pin<Box<S>>, buf: &mut BytesMut) -> bool
+async fn gather<S, B>(batches: &mut std::pin::Pin<Box<S>>, buf: &mut BytesMut) -> bool
 where
-    S: Stream<Item = Vec<Frame>> + Send,
+    S: Stream<Item = B> + Send,
+    B: IntoIterator<Item = Frame>,
 {
     let mut idle = 0;
     for round in 0..=GATHER_ROUNDS {
@@ -68,7 +69,7 @@ where
             };
             let Some(frames) = more else { return true };
             got = true;
-            for f in &frames {
+            for f in frames {
                 f.write_to(buf);
             }
         }
@@ -99,9 +100,10 @@ fn yield_once() -> impl std::future::Future<Output = ()> {
 
 /// A `text/event-stream` response from batches of frames. Batches that are ready together go
 /// out as one write; after `keepalive` of silence a keep-alive comment is sent.
-pub fn response<S>(batches: S, keepalive: Duration) -> Response
+pub fn response<S, B>(batches: S, keepalive: Duration) -> Response
 where
-    S: Stream<Item = Vec<Frame>> + Send + 'static,
+    S: Stream<Item = B> + Send + 'static,
+    B: IntoIterator<Item = Frame> + Send + 'static,
 {
     let body = async_stream::stream! {
         let mut batches = Box::pin(batches);
@@ -114,7 +116,7 @@ where
                 biased;
                 next = batches.next() => {
                     let Some(frames) = next else { break };
-                    for f in &frames {
+                    for f in frames {
                         f.write_to(&mut buf);
                     }
                     let ended = gather(&mut batches, &mut buf).await;

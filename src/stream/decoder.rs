@@ -19,12 +19,12 @@ pub struct DecodeOptions {
     pub stream_mode: StreamMode,
 }
 
-/// What one upstream event produced.
-#[derive(Debug, Default)]
-pub struct Step {
-    pub events: Vec<AnswerEvent>,
+/// What one upstream event said besides its answer events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    More,
     /// `[DONE]` was seen: nothing more will come.
-    pub done: bool,
+    Done,
 }
 
 pub struct Decoder {
@@ -64,13 +64,13 @@ impl Decoder {
         }
     }
 
-    /// Feeds one event's `data`.
-    pub fn feed(&mut self, data: &str) -> Result<Step, UpstreamError> {
+    /// Feeds one event's `data`; the answer events it produced are pushed to `out` (a buffer
+    /// the caller reuses, so that an event allocates no list of its own).
+    pub fn feed(&mut self, data: &str, out: &mut Vec<AnswerEvent>) -> Result<Step, UpstreamError> {
         let data = data.trim();
-        let mut step = Step::default();
+        let step = Step::More;
         if data == "[DONE]" {
-            step.done = true;
-            return Ok(step);
+            return Ok(Step::Done);
         }
         if data.is_empty() {
             return Ok(step);
@@ -107,7 +107,7 @@ impl Decoder {
             self.merge_usage(u);
         }
         for choice in frame.choices {
-            self.on_delta(choice.delta, &mut step.events);
+            self.on_delta(choice.delta, out);
         }
         Ok(step)
     }
@@ -297,7 +297,7 @@ mod tests {
     fn run(d: &mut Decoder, frames: &[String]) -> Vec<AnswerEvent> {
         let mut out = Vec::new();
         for f in frames {
-            out.extend(d.feed(f).unwrap().events);
+            d.feed(f, &mut out).unwrap();
         }
         out
     }
@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn errors_inside_the_stream_are_classified() {
         let mut d = Decoder::new(opts());
-        let e = d.feed(r#"{"error": {"code": "internal_error", "message": "Allocated quota exceeded"}, "response_id": "r"}"#).unwrap_err();
+        let e = d.feed(r#"{"error": {"code": "internal_error", "message": "Allocated quota exceeded"}, "response_id": "r"}"#, &mut Vec::new()).unwrap_err();
         assert_eq!(e.class(), "rate_limited");
     }
 }

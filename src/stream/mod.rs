@@ -6,7 +6,7 @@ mod sse;
 
 use futures::{Stream, StreamExt};
 
-pub use decoder::{DecodeOptions, Decoder};
+pub use decoder::{DecodeOptions, Decoder, Step};
 use sse::SseParser;
 
 use crate::chat::AnswerEvent;
@@ -20,6 +20,7 @@ pub fn answers(
     async_stream::stream! {
         let mut parser = SseParser::default();
         let mut decoder = Decoder::new(opts);
+        let mut events = Vec::new();
         'read: loop {
             let ended = match bytes.next().await {
                 Some(Ok(chunk)) => {
@@ -37,12 +38,12 @@ pub fn answers(
                 }
             };
             while let Some(data) = parser.next_data() {
-                match decoder.feed(data) {
+                match decoder.feed(data, &mut events) {
                     Ok(step) => {
-                        for ev in step.events {
+                        for ev in events.drain(..) {
                             yield Ok(ev);
                         }
-                        if step.done {
+                        if step == Step::Done {
                             break 'read;
                         }
                     }

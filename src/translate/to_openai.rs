@@ -8,6 +8,9 @@ use crate::openai::{
     ResponseMessage, Usage,
 };
 
+/// The payloads one event becomes: most often one, at most a few, held inline.
+pub type Chunks = smallvec::SmallVec<[String; 2]>;
+
 const THINK_OPEN: &str = "<think>\n";
 const THINK_CLOSE: &str = "\n</think>\n\n";
 
@@ -104,7 +107,7 @@ impl StreamEncoder {
         serde_json::to_string(&chunk).expect("chunks always serialize")
     }
 
-    fn content(&mut self, out: &mut Vec<String>, text: &str) {
+    fn content(&mut self, out: &mut Chunks, text: &str) {
         self.role(out);
         out.push(self.chunk(
             Delta {
@@ -115,7 +118,7 @@ impl StreamEncoder {
         ));
     }
 
-    fn role(&mut self, out: &mut Vec<String>) {
+    fn role(&mut self, out: &mut Chunks) {
         if !self.role_sent {
             self.role_sent = true;
             out.push(self.chunk(
@@ -130,8 +133,8 @@ impl StreamEncoder {
     }
 
     /// The payloads for one event (none, one or several).
-    pub fn event(&mut self, ev: &AnswerEvent) -> Vec<String> {
-        let mut out = Vec::new();
+    pub fn event(&mut self, ev: &AnswerEvent) -> Chunks {
+        let mut out = Chunks::new();
         match ev {
             AnswerEvent::Reasoning(t) if t.is_empty() => {}
             AnswerEvent::Reasoning(t) => match self.format {

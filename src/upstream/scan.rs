@@ -14,6 +14,8 @@
 
 use std::borrow::Cow;
 
+use smallvec::SmallVec;
+
 use super::wire::{Frame, FrameChoice, OutputTokensDetails, Phase, Status, WireDelta, WireUsage};
 
 mod shape;
@@ -64,6 +66,7 @@ pub fn frame(data: &str) -> Option<Frame<'_>> {
 /// The frame, and where each value it holds stands in `data`.
 fn read(data: &str) -> Option<(Frame<'_>, Vec<Hole>)> {
     let mut r = Reader::new(data);
+    r.holes = Some(Vec::new());
     let mut f = Frame::default();
     let mut seen = Seen::default();
     r.object(|r, key| {
@@ -86,7 +89,7 @@ fn read(data: &str) -> Option<(Frame<'_>, Vec<Hole>)> {
         Some(())
     })?;
     r.ws();
-    (r.i == data.len()).then_some((f, r.holes))
+    (r.i == data.len()).then_some((f, r.holes.unwrap_or_default()))
 }
 
 /// Which known fields of an object were read already: serde rejects a repeated one.
@@ -109,8 +112,9 @@ impl Seen {
 struct Reader<'a> {
     s: &'a str,
     i: usize,
-    /// The values read so far, in order, each where it stands in `s`.
-    holes: Vec<Hole>,
+    /// The values read so far, in order, each where it stands in `s`; kept only on a full
+    /// read (a shape's read does not need them, and would allocate for them per frame).
+    holes: Option<Vec<Hole>>,
 }
 
 #[allow(clippy::option_option)]
@@ -119,7 +123,7 @@ impl<'a> Reader<'a> {
         Self {
             s,
             i: 0,
-            holes: Vec::new(),
+            holes: None,
         }
     }
 
@@ -275,15 +279,17 @@ impl<'a> Reader<'a> {
 
     /// Notes the value that started at `start` and ended here.
     fn hole(&mut self, start: usize, kind: Kind) {
-        self.holes.push(Hole {
-            start,
-            end: self.i,
-            kind,
-        });
+        if let Some(holes) = &mut self.holes {
+            holes.push(Hole {
+                start,
+                end: self.i,
+                kind,
+            });
+        }
     }
 
-    fn choices(&mut self) -> Option<Vec<FrameChoice<'a>>> {
-        let mut out = Vec::new();
+    fn choices(&mut self) -> Option<SmallVec<[FrameChoice<'a>; 1]>> {
+        let mut out = SmallVec::new();
         self.array(|r| {
             out.push(r.choice()?);
             Some(())

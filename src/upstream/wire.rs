@@ -5,17 +5,19 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use smallvec::SmallVec;
 
 pub use super::scan::Scanner;
 
 /// One `data:` payload of the completion stream. Text borrows from the payload where it has
-/// no escapes, so a typical token event allocates only its list of choices.
+/// no escapes, and the usual single choice is held inline, so a typical token event
+/// allocates nothing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Frame<'a> {
     #[serde(rename = "response.created")]
     pub created: Option<Created>,
     #[serde(default, borrow)]
-    pub choices: Vec<FrameChoice<'a>>,
+    pub choices: SmallVec<[FrameChoice<'a>; 1]>,
     #[serde(borrow)]
     pub response_id: Option<Cow<'a, str>>,
     pub usage: Option<WireUsage>,
