@@ -267,6 +267,10 @@ enum Sent {
     Failed(Error),
 }
 
+/// How many informational (`1xx`) heads may come before the answer's: a server that sends
+/// them without end is broken, and is told so instead of being read until the timeout.
+const MAX_INFORMATIONAL: usize = 16;
+
 /// Writes the request and reads up to the end of the answer's head (skipping `1xx` heads).
 async fn exchange(mut conn: Conn, wire: &[u8]) -> Result<(Conn, body::Head), Sent> {
     let io_error = |e: std::io::Error| Error::Io(e.to_string());
@@ -279,9 +283,18 @@ async fn exchange(mut conn: Conn, wire: &[u8]) -> Result<(Conn, body::Head), Sen
         return Err(Sent::Unseen(io_error(e)));
     }
     let mut answered = false;
+    let mut informational = 0;
     loop {
         match body::parse_head(&mut conn.buf).map_err(Sent::Failed)? {
-            Some(head) if (100..200).contains(&head.status) && head.status != 101 => continue,
+            Some(head) if (100..200).contains(&head.status) && head.status != 101 => {
+                informational += 1;
+                if informational > MAX_INFORMATIONAL {
+                    return Err(Sent::Failed(Error::Protocol(format!(
+                        "more than {MAX_INFORMATIONAL} informational (1xx) answers"
+                    ))));
+                }
+                continue;
+            }
             Some(head) => return Ok((conn, head)),
             None => {}
         }

@@ -337,6 +337,31 @@ async fn a_new_connection_closed_before_an_answer_is_an_error() {
 }
 
 #[tokio::test]
+async fn informational_heads_are_skipped_up_to_a_bound() {
+    let upstream = Upstream::start(|n, mut peer| async move {
+        let _ = peer.request().await;
+        let heads = if n == 0 {
+            super::MAX_INFORMATIONAL
+        } else {
+            super::MAX_INFORMATIONAL + 1
+        };
+        let mut wire = b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n".repeat(heads);
+        wire.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        peer.send(&wire).await;
+    })
+    .await;
+    let client = client();
+    let url = upstream.url("/");
+    assert_eq!(fetch(&client, &url).await, "ok");
+    let err = get(&client, &url).await.err().unwrap();
+    assert_eq!(
+        err,
+        Error::Protocol("more than 16 informational (1xx) answers".into())
+    );
+    assert_eq!(upstream.connections(), 2);
+}
+
+#[tokio::test]
 async fn a_body_cut_short_is_an_error_and_its_connection_is_not_reused() {
     let upstream = Upstream::start(|n, mut peer| async move {
         while peer.request().await.is_some() {
