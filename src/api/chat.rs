@@ -165,9 +165,7 @@ fn reasoning_format(
 type Frames = smallvec::SmallVec<[Frame; 2]>;
 
 fn one(frame: Frame) -> Frames {
-    let mut frames = Frames::new();
-    frames.push(frame);
-    frames
+    smallvec::smallvec![frame]
 }
 
 /// Waits for the first visible event (or for the keep-alive interval to pass after the upstream

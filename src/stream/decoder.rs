@@ -68,18 +68,17 @@ impl Decoder {
     /// the caller reuses, so that an event allocates no list of its own).
     pub fn feed(&mut self, data: &str, out: &mut Vec<AnswerEvent>) -> Result<Step, UpstreamError> {
         let data = data.trim();
-        let step = Step::More;
         if data == "[DONE]" {
             return Ok(Step::Done);
         }
         if data.is_empty() {
-            return Ok(step);
+            return Ok(Step::More);
         }
         let frame = match Frame::parse(data, &mut self.scanner) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(error = %e, len = data.len(), "ignoring an upstream event that is not a frame");
-                return Ok(step);
+                return Ok(Step::More);
             }
         };
         if let Some(created) = frame.created {
@@ -88,7 +87,7 @@ impl Decoder {
                 Some("0") | None if self.primary.is_none() => self.primary = Some(id),
                 _ => self.others.push(id),
             }
-            return Ok(step);
+            return Ok(Step::More);
         }
         if frame.choices.is_empty() && (frame.success == Some(false) || frame.error.is_some()) {
             let value: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
@@ -100,7 +99,7 @@ impl Decoder {
                     self.primary = Some(rid.to_owned());
                 }
                 Some(p) if p == rid => {}
-                _ => return Ok(step),
+                _ => return Ok(Step::More),
             }
         }
         if let Some(u) = frame.usage {
@@ -109,7 +108,7 @@ impl Decoder {
         for choice in frame.choices {
             self.on_delta(choice.delta, out);
         }
-        Ok(step)
+        Ok(Step::More)
     }
 
     /// Called at the end of the stream: the final events, or why the answer is unusable.

@@ -5,4 +5,4 @@ mod from_openai;
 mod to_openai;
 
 pub use from_openai::{InvalidRequest, ThinkingChoice, chat_request, check_request};
-pub use to_openai::{Aggregate, Chunks, StreamEncoder, usage};
+pub use to_openai::{Aggregate, StreamEncoder, usage};

@@ -14,9 +14,9 @@
 
 use std::borrow::Cow;
 
-use smallvec::SmallVec;
-
-use super::wire::{Frame, FrameChoice, OutputTokensDetails, Phase, Status, WireDelta, WireUsage};
+use super::wire::{
+    Choices, Frame, FrameChoice, OutputTokensDetails, Phase, Status, WireDelta, WireUsage,
+};
 
 mod shape;
 
@@ -288,8 +288,8 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn choices(&mut self) -> Option<SmallVec<[FrameChoice<'a>; 1]>> {
-        let mut out = SmallVec::new();
+    fn choices(&mut self) -> Option<Choices<'a>> {
+        let mut out = Choices::new();
         self.array(|r| {
             out.push(r.choice()?);
             Some(())

@@ -17,7 +17,7 @@ pub struct Frame<'a> {
     #[serde(rename = "response.created")]
     pub created: Option<Created>,
     #[serde(default, borrow)]
-    pub choices: SmallVec<[FrameChoice<'a>; 1]>,
+    pub choices: Choices<'a>,
     #[serde(borrow)]
     pub response_id: Option<Cow<'a, str>>,
     pub usage: Option<WireUsage>,
@@ -25,6 +25,9 @@ pub struct Frame<'a> {
     pub success: Option<bool>,
     pub error: Option<Value>,
 }
+
+/// A frame's choices: the site sends one, held inline.
+pub type Choices<'a> = SmallVec<[FrameChoice<'a>; 1]>;
 
 impl<'a> Frame<'a> {
     /// Parses one `data:` payload: the usual token event by the stream's fast scanner
