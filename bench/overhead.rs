@@ -2,7 +2,7 @@
 //! and through the release binary, side by side, with the proxy's CPU per request, its memory
 //! idle and under 1,000 open streams, and its start-up time. Run with `bench/run [--quick]`.
 
-#[path = "../tests/common/qwen_sse.rs"]
+#[path = "../tests/it/common/qwen_sse.rs"]
 mod qwen_sse;
 
 #[path = "overhead/driver.rs"]

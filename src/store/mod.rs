@@ -7,7 +7,7 @@ pub mod crypt;
 pub mod memory;
 pub mod redis;
 #[cfg(test)]
-#[path = "../../tests/common/redis_server.rs"]
+#[path = "../../tests/it/common/redis_server.rs"]
 mod redis_server;
 pub mod sqlite;
 #[cfg(test)]

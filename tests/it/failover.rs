@@ -3,7 +3,7 @@
 //! `Retry-After`), how many upstream calls each account got, that every lease is released, and
 //! what health each account is left in.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Auth, bad input, models and routing: the answers a client gets before any chat runs.
 
-mod common;
+use crate::common;
 
 use common::fake_qwen::{FakeQwen, Reply};
 use common::{KEY, TestApp, body, error_of};

@@ -1,6 +1,6 @@
 //! A client that goes away before the first byte: the upstream call is dropped and the lease freed.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

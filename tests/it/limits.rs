@@ -1,6 +1,6 @@
 //! Load shedding, body and message limits, CORS and the separate admin listener.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

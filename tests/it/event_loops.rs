@@ -1,7 +1,7 @@
 //! The real binary serves requests from `WORKER_THREADS` single-threaded event loops, streams
 //! through each of them, and stops them all on SIGTERM.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

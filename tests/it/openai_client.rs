@@ -1,6 +1,6 @@
 //! The server driven by a real OpenAI client library (async-openai), unmodified but for its base URL.
 
-mod common;
+use crate::common;
 
 use async_openai::Client;
 use async_openai::config::OpenAIConfig;

@@ -3,7 +3,7 @@
 //! disk with `DATA_ENCRYPTION_KEY`; and an acknowledged admin write survives SIGKILL of the
 //! real binary.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! 403 with a user key, 404, 409, 400), keys created → used → revoked, `/verify`, per-account
 //! proxies, health after failures, usage counters, and accounts added and deleted at runtime.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! SIGTERM on the real binary: open streams run to `[DONE]`, then the process exits 0.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

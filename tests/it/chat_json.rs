@@ -1,6 +1,6 @@
 //! Non-streaming chat completions end to end against the fake upstream.
 
-mod common;
+use crate::common;
 
 use common::{TestApp, body, normalize};
 use serde_json::{Value, json};

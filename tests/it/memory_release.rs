@@ -1,7 +1,7 @@
 //! The real binary gives freed memory back once it goes quiet after a burst (and once more a
 //! second later), and not while a stream is still being sent.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! memory and open file descriptors, which must stay flat. Ignored by default; run with
 //! `SOAK_SECONDS=180 cargo test --release --test soak -- --ignored --nocapture`.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,5 +1,5 @@
 //! Self-test of the fake chat.qwen.ai: other tests trust its bytes, auth rules and bookkeeping.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! `CHAT_PREWARM`: requests take a chat created ahead of time; stale ones are not used.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! swapped, variables that need a restart reported, and the file watcher picking up a file
 //! replaced by rename (as editors and Docker do).
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -2,7 +2,7 @@
 //! cache, URL passthrough and SSRF refusal, generation endpoints, video jobs, quota rests,
 //! files and the FastAPI-compatible routes.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

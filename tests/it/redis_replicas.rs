@@ -3,7 +3,7 @@
 //! one are used by the other. Needs `redis-server`: a missing one skips these tests with a
 //! note, except with `CI=true`, where it fails them.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

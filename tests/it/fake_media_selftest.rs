@@ -1,6 +1,6 @@
 //! Self-test of the fake's media endpoints: STS, the signed OSS upload, parsing, generated
 //! media and video tasks, driven directly with reqwest.
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Streaming chat completions: exact chunk sequences for every kind of upstream stream.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

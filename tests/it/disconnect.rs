@@ -1,7 +1,7 @@
 //! The edges of a request's life: a client that goes away mid-stream, the upstream chat deleted
 //! once the attempt is over, and keep-alive comments while the upstream is slow to start.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

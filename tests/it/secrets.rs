@@ -1,6 +1,6 @@
 //! No secret ever reaches the logs, even at `LOG_LEVEL=trace`, nor the admin API's answers.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! expires; pacing (in-flight cap, waiting, 429 after the wait, minimum interval);
 //! `MODEL_TO_ACCOUNT_MAP`; sticky accounts; passthrough mode.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,29 @@
+//! The integration tests: one binary, a module per behaviour. `common/` holds `TestApp`, the
+//! fake chat.qwen.ai (`fake_qwen`), its media side (`fake_media`), the byte-exact event builders
+//! (`qwen_sse`), the spawned binary (`binary`) and a throwaway redis-server.
+
+mod common;
+
+mod admin;
+mod api_surface;
+mod chat_json;
+mod chat_stream;
+mod disconnect;
+mod disconnect_precommit;
+mod event_loops;
+mod failover;
+mod fake_media_selftest;
+mod fake_qwen_selftest;
+mod fuzz_corpus;
+mod lifecycle;
+mod limits;
+mod media;
+mod memory_release;
+mod openai_client;
+mod persistence;
+mod prewarm;
+mod redis_replicas;
+mod reload;
+mod secrets;
+mod shutdown;
+mod soak;
