@@ -32,12 +32,15 @@ pub async fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
 
 pub const KEY: &str = "sk-test-key";
 
+/// Serving loops of a `TestApp` (the binary runs one per core).
+const TEST_LOOPS: usize = 2;
+
 pub struct TestApp {
     pub addr: SocketAddr,
     pub fake: FakeQwen,
     pub state: AppState,
     pub http: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
     served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
@@ -73,10 +76,20 @@ impl TestApp {
             .expect("state builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(qwen2api::app::serve(listener, state.clone(), async {
-            let _ = rx.await;
-        }));
+        // Served as the binary serves: thread-per-core event loops (two here), each with its
+        // own runtime, so upstream connection pools per loop are exercised too.
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let served = tokio::spawn(qwen2api::event_loop::serve(
+            listener,
+            qwen2api::app::router(state.clone()),
+            TEST_LOOPS,
+            move || {
+                let mut rx = rx.clone();
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                }
+            },
+        ));
         TestApp {
             addr,
             fake,
@@ -124,7 +137,7 @@ impl TestApp {
 
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(true);
         }
         if let Some(h) = self.served.take() {
             let _ = h.await;
