@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::time::Instant;
 
-use axum::extract::Request;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -24,8 +24,17 @@ pub fn init(filter: &str) {
         .try_init();
 }
 
+/// The route template (`/api/accounts/{id}`), never the raw path: ids in paths are e-mail
+/// addresses and chat ids, which do not belong in every log line (and have no bound).
+const UNMATCHED: &str = "(no route)";
+
 pub async fn log_requests(req: Request, next: Next) -> Response {
-    let span = tracing::info_span!("request", method = %req.method(), path = %req.uri().path());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED, MatchedPath::as_str)
+        .to_owned();
+    let span = tracing::info_span!("request", method = %req.method(), route = %route);
     let started = Instant::now();
     let open = crate::memory::Open::start();
     async move {

@@ -188,3 +188,57 @@ fn debug_output_hides_secrets() {
         assert!(!shown.contains(s), "{s} is in the Debug output");
     }
 }
+
+/// The request span names the route template, not the raw path: account ids in paths are
+/// e-mail addresses, and a raw path has no bound on its values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_logs_name_the_route_template_not_the_path() {
+    let fake = FakeQwen::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = fake.base_url();
+    let admin_key = "sk-admin-route-log";
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("ADMIN_KEY", admin_key),
+            ("QWEN_BASE_URL", &base),
+            ("DATA_SAVE_MODE", "none"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let put = http
+        .put(server.url("/api/accounts/bob.private@example.com/proxy"))
+        .bearer_auth(admin_key)
+        .json(&json!({"proxy": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 404);
+    let missing = http
+        .get(server.url("/no/such/place-carol@example.com"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let logged = |needle: &str| read_log(dir.path()).contains(needle);
+    assert!(
+        common::eventually(Duration::from_secs(5), || logged("route=(no route)")).await,
+        "{}",
+        read_log(dir.path())
+    );
+    let log = read_log(dir.path());
+    // The span part of each request line (`request{method=… route=…}`) holds no raw path.
+    let spans: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("request{").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split_once("}: ").map(|(span, _)| span))
+        .collect();
+    assert_eq!(
+        spans,
+        [
+            "method=PUT route=/api/accounts/{account_id}/proxy",
+            "method=GET route=(no route)"
+        ],
+        "{log}"
+    );
+}
