@@ -265,6 +265,7 @@ async fn sts_v2_is_enveloped_v1_is_flat_and_v2_can_be_made_flat() {
     assert_eq!(grants[0].label, "acct1");
     assert_eq!(grants[0].key, path);
     assert_eq!(grants[0].filesize.as_deref(), Some("12"));
+    assert_eq!(grants[0].filename, "a photo (1).png");
     assert_eq!(grants[0].filetype.as_deref(), Some("image"));
     assert_eq!(grants[0].content_type, None);
 

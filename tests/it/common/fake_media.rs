@@ -3,7 +3,6 @@
 //!
 //! The signature check is written here from the OSS V4 rules, independently of the crate
 //! under test, so an upload the fake accepts is one real OSS would accept too.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;

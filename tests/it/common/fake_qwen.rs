@@ -1,6 +1,5 @@
 //! Fake chat.qwen.ai for integration tests: accounts and JWTs, scripted replies with transport
 //! faults (odd splits, delays, resets, hangs), and a log of every request it received.
-#![allow(dead_code)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;

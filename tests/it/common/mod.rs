@@ -1,5 +1,4 @@
 //! Test harness: `TestApp` starts the real server on 127.0.0.1:0 against a `FakeQwen`.
-#![allow(dead_code)]
 
 pub mod binary;
 pub mod fake_media;

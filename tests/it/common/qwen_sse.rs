@@ -1,5 +1,4 @@
 //! Byte-exact builders for chat.qwen.ai completion SSE events, in the captures' own spacing.
-#![allow(dead_code)]
 
 // The upstream serialises with Python's `json.dumps` defaults (`", "` and `": "` separators,
 // UTF-8 kept raw) except for the `response.created` object, which mixes both styles. The
