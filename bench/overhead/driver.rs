@@ -353,7 +353,7 @@ async fn read_to_end(
     Ok((ttfb, chunks, body))
 }
 
-/// The completion body the proxy sends (protocol §5.2), for a direct request.
+/// The completion body the proxy sends (docs/upstream.md §5.2), for a direct request.
 fn completion_body(chat_id: &str) -> String {
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -108,8 +108,8 @@ pub async fn respond(
 /// The instruction sent in place of a prompt that went up as a file.
 const PROMPT_FILE_INSTRUCTION: &str = "The full conversation is in the attached file prompt.txt. Read it and reply to its last message as the assistant.";
 
-/// A text prompt over `threshold` bytes is uploaded as `prompt.txt` (protocol §5.3): the site
-/// answers very large bodies with a captcha.
+/// A text prompt over `threshold` bytes is uploaded as `prompt.txt` (docs/upstream.md §5.3):
+/// the site answers very large bodies with a captcha.
 fn offload_long_prompt(chat: &mut ChatRequest, threshold: usize) {
     if threshold == 0
         || chat.prompt.len() <= threshold

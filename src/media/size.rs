@@ -1,5 +1,5 @@
 //! Image and video sizes: OpenAI pixel sizes and ratio tags in prompts, mapped to the five
-//! aspect ratios chat.qwen.ai accepts (protocol §9.1).
+//! aspect ratios chat.qwen.ai accepts (docs/upstream.md §9.1).
 
 /// The ratios chat.qwen.ai accepts, with width / height.
 const RATIOS: [(&str, f64); 5] = [

@@ -30,7 +30,7 @@ pub enum Step {
 pub struct Decoder {
     opts: DecodeOptions,
     scanner: Scanner,
-    /// The response being followed; frames of other candidates are dropped (protocol §6.7).
+    /// The response being followed; frames of other candidates are dropped (docs/upstream.md §6.7).
     primary: Option<String>,
     others: Vec<String>,
     answer_so_far: String,

@@ -1,4 +1,4 @@
-//! OpenAI chat request → internal `ChatRequest`: validation, flattening (protocol §5.3) and
+//! OpenAI chat request → internal `ChatRequest`: validation, flattening (docs/upstream.md §5.3) and
 //! the thinking switch.
 
 use crate::catalog::Resolved;

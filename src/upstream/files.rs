@@ -1,5 +1,5 @@
 //! Uploads and generation tasks on chat.qwen.ai: STS credentials, the object-store PUT, the
-//! document parse step (protocol §10), the t2v task and its status (§9.3), and fetching
+//! document parse step (docs/upstream.md §10), the t2v task and its status (§9.3), and fetching
 //! media the upstream generated.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The browser-like header set of protocol §3.1, built per request from configuration.
+//! The browser-like header set of docs/upstream.md §3.1, built per request from configuration.
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
@@ -175,7 +175,8 @@ fn cookie_header(token: &str, cookies: Option<&str>) -> String {
     out
 }
 
-/// `Date#toString()`-style, ASCII only (a non-ASCII zone name breaks the header, protocol §3.1).
+/// `Date#toString()`-style, ASCII only (a non-ASCII zone name breaks the header,
+/// docs/upstream.md §3.1).
 fn timezone() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!(

@@ -1,4 +1,4 @@
-//! The v2 request bodies (protocol §5.1–§5.2) built from the internal request.
+//! The v2 request bodies (docs/upstream.md §5.1–§5.2) built from the internal request.
 
 use serde::Serialize;
 
@@ -45,7 +45,7 @@ pub struct CompletionBody<'a> {
     pub parent_id_camel: Option<&'a str>,
     pub messages: [WireMessage<'a>; 1],
     pub timestamp: u64,
-    /// Aspect ratio for t2i/t2v, also repeated on the message (protocol §9.1).
+    /// Aspect ratio for t2i/t2v, also repeated on the message (docs/upstream.md §9.1).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<&'static str>,
 }
@@ -67,7 +67,7 @@ pub enum ContentItem<'a> {
     Audio { audio: &'a str },
 }
 
-/// One `files[]` entry in the shape the site's own front end sends (protocol §10.4).
+/// One `files[]` entry in the shape the site's own front end sends (docs/upstream.md §10.4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileEntry {
@@ -217,7 +217,8 @@ pub struct WireMessage<'a> {
 #[expect(clippy::struct_excessive_bools, reason = "the upstream's own flags")]
 pub struct FeatureConfig {
     pub thinking_enabled: bool,
-    /// Without `"phase"` the site sends no phases and nothing can be routed (protocol §1.3).
+    /// Without `"phase"` the site sends no phases and nothing can be routed
+    /// (docs/upstream.md §1.3).
     pub output_schema: &'static str,
     pub research_mode: &'static str,
     pub auto_thinking: bool,
@@ -254,7 +255,7 @@ impl<'a> CompletionBody<'a> {
         let thinking = req.thinking && req.chat_type.feature().is_none();
         let size = req.size.filter(|_| req.chat_type.feature().is_some());
         Self {
-            // Video is a task answered with JSON (protocol §9.3).
+            // Video is a task answered with JSON (docs/upstream.md §9.3).
             stream: req.chat_type != ChatType::Video,
             version: "2.1",
             incremental_output: true,

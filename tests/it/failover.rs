@@ -1,5 +1,5 @@
-//! Failover and error mapping end to end: every upstream failure of protocol §3.2, §6.5 and §7,
-//! played by the fake, checked for what the client sees (status, OpenAI error envelope,
+//! Failover and error mapping end to end: every upstream failure of docs/upstream.md §3.2, §6.5
+//! and §7, played by the fake, checked for what the client sees (status, OpenAI error envelope,
 //! `Retry-After`), how many upstream calls each account got, that every lease is released, and
 //! what health each account is left in.
 
