@@ -63,6 +63,9 @@ struct Plan {
     /// `--rows TEXT`: only the load rows whose name contains TEXT, without the memory and
     /// start-up phases and without writing JSON (for profiling one kind of load).
     rows: Option<String>,
+    /// `--memory`: only the memory phase, without writing JSON (for comparing allocator
+    /// settings, e.g. `BENCH_PROXY_MALLOC_ARENA_MAX=2 bench/run --memory`).
+    memory_only: bool,
 }
 
 impl Plan {
@@ -81,6 +84,7 @@ impl Plan {
                 startup_runs: 2,
                 ticks_per_s,
                 rows: None,
+                memory_only: false,
             }
         } else {
             Self {
@@ -95,6 +99,7 @@ impl Plan {
                 startup_runs: 5,
                 ticks_per_s,
                 rows: None,
+                memory_only: false,
             }
         }
     }
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
         match a.as_str() {
             "--bench" | "--quick" => {}
             "--rows" => plan.rows = rest.next().cloned(),
+            "--memory" => plan.memory_only = true,
             // For profiling: more requests per row, so that a profiler has time to attach.
             "--requests" => {
                 if let Some(n) = rest.next().and_then(|n| n.parse().ok()) {
@@ -201,6 +207,9 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
 
     let mut startup = Startup { trials: Vec::new() };
     for _ in 0..plan.startup_runs {
+        if plan.memory_only {
+            break;
+        }
         let p = Proxy::start(&bin, &dir.0, &env).await?;
         startup.trials.push(p.startup);
     }
@@ -216,6 +225,10 @@ async fn run(plan: &Plan) -> Result<(), BoxError> {
         .await
         .map_err(|e| with_log(&e, &proxy))?;
     drop(proxy);
+    if plan.memory_only {
+        print!("{}", report::memory_lines(&memory, &startup));
+        return Ok(());
+    }
 
     let proxy = Proxy::start(&bin, &dir.0, &env).await?;
     startup.trials.push(proxy.startup);

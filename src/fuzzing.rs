@@ -1,7 +1,6 @@
 //! Entry points for the fuzz targets in `fuzz/` and for the test that replays their corpus:
-//! the request parser with translation, the upstream SSE decoder fed bytes split at arbitrary
-//! points, and the fast frame scanner against serde. They must never panic; they assert the
-//! decoder's own invariants.
+//! the request parser with translation, and the upstream SSE decoder fed bytes split at
+//! arbitrary points. They must never panic; they assert the decoder's own invariants.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -88,24 +87,6 @@ pub fn sse(data: &[u8]) {
     }
 }
 
-/// `data:` payloads, one per line, read in turn by one stream's scanner (each by the shape of
-/// an earlier one where it has it) and each on its own: wherever either reads a frame, serde
-/// reads the same one.
-pub fn frame(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let mut scanner = crate::upstream::wire::Scanner::default();
-    for line in text.split('\n') {
-        let alone = crate::upstream::scan::frame(line);
-        for fast in [alone, scanner.frame(line)].into_iter().flatten() {
-            let slow = serde_json::from_str::<crate::upstream::wire::Frame>(line)
-                .map(|f| format!("{f:?}"));
-            assert_eq!(slow.ok(), Some(format!("{fast:?}")), "on {line:?}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,7 +103,5 @@ mod tests {
         }
         sse(b"");
         sse(b"\x01\x02");
-        frame(br#"{"choices":[{"delta":{"content":"hi"}}]}"#);
-        frame(b"\xff{");
     }
 }

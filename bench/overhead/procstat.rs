@@ -24,14 +24,17 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `bin` in a fresh directory under `dir` (no `.env`, no data from an earlier
-    /// process) with exactly `env`, listening on a free loopback port, and waits until the
+    /// process; its log beside that directory) with exactly `env`, listening on a free loopback port, and waits until the
     /// port accepts a connection.
     pub async fn start(bin: &Path, dir: &Path, env: &[(String, String)]) -> io::Result<Proxy> {
         let port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let dir = dir.join(format!("qwen2api-{port}"));
+        // The log beside the working directory, not in it: nothing that a watcher of the
+        // folder where a `.env` would be sees written at every line.
+        let home = dir.join(format!("qwen2api-{port}"));
+        let dir = home.join("work");
         fs::create_dir_all(&dir)?;
-        let log = dir.join("qwen2api.log");
+        let log = home.join("qwen2api.log");
         let out = fs::File::create(&log)?;
         let err = out.try_clone()?;
         let mut cmd = Command::new(bin);

@@ -1,7 +1,7 @@
 //! The `.env` watcher: wakes when something in the file's folder may have replaced or
-//! rewritten the file, and reloads once the writes have settled. On Linux it asks inotify only
-//! for writes that were closed, creations, moves and deletions, so a log file being appended to
-//! beside `.env` does not wake it at every line.
+//! rewritten the file, and reloads once the writes have settled. notify watches the folder on
+//! every platform; only events about the file itself, and of the kinds that can change it,
+//! wake the reloader (a log file appended to beside `.env` does not).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -71,82 +71,27 @@ fn concerns(changed: Option<&std::ffi::OsStr>, name: &OsString) -> bool {
     changed == Some(name.as_os_str())
 }
 
-#[cfg(target_os = "linux")]
 mod source {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
+    use notify::{Event, Watcher};
+
     use super::{OsString, Path, concerns, mpsc};
-    use futures::StreamExt;
-    use inotify::{EventMask, EventStream, Inotify, WatchMask};
-    use tokio::task::JoinHandle;
 
-    /// What can change a file in a folder: a write that was closed, a creation (a symlink
-    /// too), a rename in or out, a deletion. Not a write still going on (`IN_MODIFY`), nor an
-    /// open or a read.
-    const MASK: WatchMask = WatchMask::CLOSE_WRITE
-        .union(WatchMask::CREATE)
-        .union(WatchMask::MOVED_TO)
-        .union(WatchMask::MOVED_FROM)
-        .union(WatchMask::DELETE);
-
-    pub struct Source(JoinHandle<()>);
-
-    impl Drop for Source {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
+    /// notify's own watcher (inotify, kqueue, FSEvents, ReadDirectoryChangesW) on the folder;
+    /// it stops when dropped.
+    pub struct Source {
+        _watcher: notify::RecommendedWatcher,
     }
-
-    impl Source {
-        pub fn start(dir: &Path, name: OsString, tx: mpsc::UnboundedSender<()>) -> Option<Self> {
-            let mut events = folder_events(dir)
-                .map_err(|e| {
-                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
-                })
-                .ok()?;
-            Some(Self(tokio::spawn(async move {
-                while let Some(ev) = events.next().await {
-                    let ev = match ev {
-                        Ok(ev) => ev,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the configuration watcher stopped");
-                            break;
-                        }
-                    };
-                    // An overflow may have dropped the event that mattered.
-                    let relevant = ev.mask.contains(EventMask::Q_OVERFLOW)
-                        || concerns(ev.name.as_deref(), &name);
-                    if relevant && tx.send(()).is_err() {
-                        break;
-                    }
-                }
-            })))
-        }
-    }
-
-    /// The folder's events, as far as `MASK` goes.
-    pub(super) fn folder_events(dir: &Path) -> std::io::Result<EventStream<[u8; 1024]>> {
-        let inotify = Inotify::init()?;
-        inotify.watches().add(dir, MASK)?;
-        inotify.into_event_stream([0; 1024])
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-mod source {
-    use super::{OsString, Path, concerns, mpsc};
-    use notify::Watcher;
-
-    /// notify's own watcher (kqueue, FSEvents, ReadDirectoryChangesW); it stops when dropped.
-    pub struct Source(notify::RecommendedWatcher);
 
     impl Source {
         pub fn start(dir: &Path, name: OsString, tx: mpsc::UnboundedSender<()>) -> Option<Self> {
             let mut watcher =
-                notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-                    if let Ok(ev) = res {
-                        if ev.paths.iter().any(|p| concerns(p.file_name(), &name)) {
-                            let _ = tx.send(());
-                        }
+                notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+                    Ok(ev) if relevant(&ev, &name) => {
+                        let _ = tx.send(());
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "the configuration watcher failed"),
                 })
                 .map_err(|e| tracing::warn!(error = %e, "cannot watch the configuration file"))
                 .ok()?;
@@ -154,69 +99,87 @@ mod source {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the configuration folder");
                 return None;
             }
-            Some(Self(watcher))
+            Some(Self { _watcher: watcher })
         }
+    }
+
+    /// Whether `ev` may have changed the file `name`: a creation (a symlink too), a write
+    /// (while going on, or closed), a rename in or out, a deletion; and any event after which
+    /// the watcher lost track (an overflow may have dropped the one that mattered). Not an
+    /// open, a read or a change of metadata. Other files in the folder (a log appended to
+    /// beside `.env`) never count.
+    pub(super) fn relevant(ev: &Event, name: &OsString) -> bool {
+        if ev.need_rescan() {
+            return true;
+        }
+        let kind = match ev.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write))
+            | EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Any
+            | EventKind::Other => true,
+            EventKind::Modify(ModifyKind::Metadata(_)) | EventKind::Access(_) => false,
+            EventKind::Modify(_) => true,
+        };
+        kind && ev.paths.iter().any(|p| concerns(p.file_name(), name))
     }
 }
 
-#[cfg(all(test, target_os = "linux"))]
+#[cfg(test)]
 mod tests {
     use std::io::Write;
     use std::time::Duration;
 
-    use futures::StreamExt;
+    use tokio::sync::mpsc;
 
-    use super::source::folder_events;
+    use super::source::Source;
+
+    /// Waits up to `limit` for a wake-up.
+    async fn woke(rx: &mut mpsc::UnboundedReceiver<()>, limit: Duration) -> bool {
+        tokio::time::timeout(limit, rx.recv()).await.is_ok()
+    }
 
     #[tokio::test]
     async fn appending_to_a_log_beside_the_file_wakes_nothing_and_rewriting_the_file_does() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
         let mut log = std::fs::File::create(dir.path().join("qwen2api.log")).unwrap();
-        let mut events = folder_events(dir.path()).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
 
         for i in 0..100 {
             writeln!(log, "line {i}").unwrap();
             log.flush().unwrap();
         }
-        std::fs::write(dir.path().join(".env"), "A=2\n").unwrap();
-
-        // Events come in order: the first one is the rewrite, so the appends made none.
-        let first = tokio::time::timeout(Duration::from_secs(5), events.next())
-            .await
-            .expect("an event for the rewrite")
-            .unwrap()
-            .unwrap();
-        assert_eq!(first.name.as_deref(), Some(std::ffi::OsStr::new(".env")));
-        assert!(
-            first.mask.contains(inotify::EventMask::CLOSE_WRITE),
-            "{:?}",
-            first.mask
-        );
         drop(log);
+        std::fs::write(dir.path().join("other.txt"), "x").unwrap();
+        assert!(
+            !woke(&mut rx, Duration::from_millis(500)).await,
+            "woken by another file"
+        );
+        std::fs::write(dir.path().join(".env"), "A=2\n").unwrap();
+        assert!(woke(&mut rx, Duration::from_secs(5)).await, "the rewrite");
     }
 
     #[tokio::test]
     async fn a_file_moved_into_place_is_seen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut events = folder_events(dir.path()).unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
         let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
         std::fs::write(tmp.path(), "A=3\n").unwrap();
+        assert!(!woke(&mut rx, Duration::from_millis(300)).await);
         tmp.persist(dir.path().join(".env")).unwrap();
-        loop {
-            let ev = tokio::time::timeout(Duration::from_secs(5), events.next())
-                .await
-                .expect("an event for the rename")
-                .unwrap()
-                .unwrap();
-            if ev.name.as_deref() == Some(std::ffi::OsStr::new(".env")) {
-                assert!(
-                    ev.mask.contains(inotify::EventMask::MOVED_TO),
-                    "{:?}",
-                    ev.mask
-                );
-                break;
-            }
-        }
+        assert!(woke(&mut rx, Duration::from_secs(5)).await, "the rename");
+    }
+
+    #[tokio::test]
+    async fn a_deleted_file_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
+        std::fs::remove_file(dir.path().join(".env")).unwrap();
+        assert!(woke(&mut rx, Duration::from_secs(5)).await, "the deletion");
     }
 }

@@ -7,7 +7,7 @@ use crate::chat::{AnswerEvent, TokenUsage};
 use crate::config::{SearchInfoMode, StreamMode};
 use crate::upstream::UpstreamError;
 use crate::upstream::error::classify_event;
-use crate::upstream::wire::{Frame, Phase, Scanner, SearchInfo, WireDelta, WireUsage};
+use crate::upstream::wire::{Frame, Phase, SearchInfo, WireDelta, WireUsage};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeOptions {
@@ -29,7 +29,6 @@ pub enum Step {
 
 pub struct Decoder {
     opts: DecodeOptions,
-    scanner: Scanner,
     /// The response being followed; frames of other candidates are dropped (docs/upstream.md §6.7).
     primary: Option<String>,
     others: Vec<String>,
@@ -49,7 +48,6 @@ impl Decoder {
     pub fn new(opts: DecodeOptions) -> Self {
         Self {
             opts,
-            scanner: Scanner::default(),
             primary: None,
             others: Vec::new(),
             answer_so_far: String::new(),
@@ -74,7 +72,7 @@ impl Decoder {
         if data.is_empty() {
             return Ok(Step::More);
         }
-        let frame = match Frame::parse(data, &mut self.scanner) {
+        let frame = match Frame::parse(data) {
             Ok(f) => f,
             Err(e) => {
                 tracing::debug!(error = %e, len = data.len(), "ignoring an upstream event that is not a frame");

@@ -24,7 +24,10 @@ pub fn answers(
         'read: loop {
             let ended = match bytes.next().await {
                 Some(Ok(chunk)) => {
-                    parser.push(&chunk);
+                    if let Err(e) = parser.push(&chunk) {
+                        yield Err(e);
+                        return;
+                    }
                     false
                 }
                 Some(Err(e)) => {

@@ -1,7 +1,15 @@
 //! The upstream SSE parser: raw bytes in, one `data` payload per event out, with the line rules
 //! of the HTML event-stream format (LF, CRLF or CR endings, even split between reads; comments;
 //! a leading BOM; `data` lines joined with newlines). Other fields are not used upstream and are
-//! skipped. Buffers are reused, so a steady stream allocates nothing per event.
+//! skipped. Buffers are reused, so a steady stream allocates nothing per event. A line (with
+//! the data lines of its event before it) longer than [`MAX_LINE`] is a protocol error rather
+//! than a buffer that grows for as long as the upstream sends.
+
+use crate::upstream::UpstreamError;
+
+/// The longest line, counted with the data lines of the event it belongs to, that is read. A
+/// real event is a few KiB at most (a search result list, a long cumulative answer).
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
 
 /// Incremental parser: [`push`](Self::push) bytes as they arrive, then take events with
 /// [`next_data`](Self::next_data) until it returns `None`.
@@ -21,11 +29,30 @@ pub struct SseParser {
     started: bool,
     /// Where data with invalid UTF-8 is made readable (replacement characters).
     lossy: String,
+    /// Bytes received since the last line break: the line still being received.
+    partial: usize,
 }
 
 impl SseParser {
-    /// Adds received bytes.
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// Adds received bytes; an error once a line (with its event's data so far) is longer
+    /// than [`MAX_LINE`].
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), UpstreamError> {
+        match memchr::memrchr2(b'\n', b'\r', bytes) {
+            Some(i) => self.partial = bytes.len() - i - 1,
+            None => self.partial += bytes.len(),
+        }
+        let data = if self.dispatched { 0 } else { self.data.len() };
+        if self.partial + data > MAX_LINE {
+            return Err(UpstreamError::Transient(format!(
+                "protocol error: an upstream event line is longer than {} MiB",
+                MAX_LINE >> 20
+            )));
+        }
+        self.append(bytes);
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -50,7 +77,8 @@ impl SseParser {
     /// line, still count.
     pub fn finish(&mut self) {
         self.started = true;
-        self.push(b"\n\n");
+        self.partial = 0;
+        self.append(b"\n\n");
     }
 
     /// The data of the next complete event, if one has arrived.
@@ -119,14 +147,14 @@ impl SseParser {
 
 #[cfg(test)]
 mod tests {
-    use super::SseParser;
+    use super::{MAX_LINE, SseParser};
 
     /// Every event of `input` fed in pieces of `step` bytes, then ended.
     fn events(input: &[u8], step: usize) -> Vec<String> {
         let mut p = SseParser::default();
         let mut out = Vec::new();
         for piece in input.chunks(step.max(1)) {
-            p.push(piece);
+            p.push(piece).unwrap();
             while let Some(d) = p.next_data() {
                 out.push(d.to_owned());
             }
@@ -196,5 +224,55 @@ mod tests {
         let input = "data: {\"content\":\"你好，世界\"}\n\n".as_bytes();
         assert_eq!(every_split(input), vec!["{\"content\":\"你好，世界\"}"]);
         assert_eq!(every_split(b"data: a\xFFb\n\n"), vec!["a\u{fffd}b"]);
+    }
+
+    #[test]
+    fn a_line_past_the_cap_is_an_error_and_lines_below_it_are_not() {
+        // A line just under the cap, received in pieces, is read whole.
+        let mut p = SseParser::default();
+        let piece = vec![b'a'; 1 << 20];
+        p.push(b"data: ").unwrap();
+        for _ in 0..15 {
+            p.push(&piece).unwrap();
+        }
+        p.push(b"\n\n").unwrap();
+        assert_eq!(p.next_data().map(str::len), Some(15 << 20));
+        assert_eq!(p.next_data(), None);
+
+        // One without a line break grows until it passes the cap, then fails.
+        let mut p = SseParser::default();
+        p.push(b"data: ").unwrap();
+        let mut pushed = 6;
+        let err = loop {
+            match p.push(&piece) {
+                Ok(()) => pushed += piece.len(),
+                Err(e) => break e,
+            }
+            assert!(p.next_data().is_none());
+            assert!(pushed <= MAX_LINE, "{pushed} bytes taken in one line");
+        };
+        assert!(err.to_string().contains("protocol error"), "{err}");
+        assert_eq!(err.class(), "transient");
+
+        // The data lines of one event count together.
+        let mut p = SseParser::default();
+        let line = [b"data: ".as_slice(), &piece, b"\n"].concat();
+        let mut failed = false;
+        for _ in 0..20 {
+            if p.push(&line).is_err() {
+                failed = true;
+                break;
+            }
+            assert!(p.next_data().is_none());
+        }
+        assert!(failed, "an event of 20 MiB in data lines");
+
+        // After a dispatched event, its data no longer counts.
+        let mut p = SseParser::default();
+        for _ in 0..40 {
+            p.push(&[b"data: ".as_slice(), &piece, b"\n\n"].concat())
+                .unwrap();
+            assert_eq!(p.next_data().map(str::len), Some(1 << 20));
+        }
     }
 }

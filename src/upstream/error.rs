@@ -83,11 +83,6 @@ impl UpstreamError {
         // reqwest's Display may include the URL, never a header: safe to log.
         UpstreamError::Transient(format!("{what}: {err}"))
     }
-
-    /// An error of our own HTTP/1.1 client (its messages name the host, never a header).
-    pub(crate) fn from_h1(err: &super::h1::Error) -> Self {
-        UpstreamError::Transient(err.to_string())
-    }
 }
 
 const CHALLENGE_MARKERS: &[&str] = &[

@@ -1,26 +1,24 @@
 //! The chat.qwen.ai client: sign in, list models, create a chat, stream a completion, delete a
 //! chat. A narrow seam, so that another upstream can sit beside it later.
 
-mod answer;
 pub mod error;
 pub mod files;
-pub(crate) mod h1;
 pub mod headers;
 pub mod oss;
 pub mod payload;
-pub(crate) mod scan;
 pub mod wire;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
 use reqwest::{Method, RequestBuilder, Response};
 use sha2::{Digest, Sha256};
 
-use answer::Answer;
 pub use error::UpstreamError;
 pub use headers::{CallKind, Credentials};
 
@@ -41,10 +39,13 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + 
 
 /// Idle upstream connections kept per serving loop (and proxy). A burst leaves as many
 /// connections as it had calls in flight (a completion overlaps the deletion of the chat
-/// before it, so about two per request), each with its socket and on the real site its TLS
-/// state (and, in reqwest's pool, its read buffer), for the 90 s idle timeout. 64 per loop
-/// serve 32 requests at a time on each loop without reconnecting.
+/// before it, so about two per request), each with its socket, its read buffer and on the
+/// real site its TLS state, for [`IDLE_TIMEOUT`]. 64 per loop serve 32 requests at a time on
+/// each loop without reconnecting.
 const IDLE_CONNECTIONS_PER_LOOP: usize = 64;
+
+/// How long an idle upstream connection is kept for the next call.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// Checks for silence per idle timeout, see [`QwenClient::complete`].
 const SILENCE_CHECKS: u32 = 4;
@@ -59,22 +60,28 @@ pub struct QwenClient {
     /// loop's thread; the global proxy or none), so that an upstream connection's task runs on
     /// the loop whose requests use it (see [`crate::event_loop`]).
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
-    /// Our own client, for the calls of every completion when no outbound proxy is set.
-    own: h1::Client,
+    /// Host names resolved to fixed addresses instead of through DNS (tests only).
+    resolve: Vec<(String, Vec<SocketAddr>)>,
 }
 
 impl QwenClient {
     pub fn new(cfg: Arc<UpstreamConfig>) -> Self {
         Self {
             headers: headers::Template::new(&cfg),
-            own: h1::Client::new(
-                cfg.connect_timeout,
-                IDLE_CONNECTIONS_PER_LOOP,
-                h1::IDLE_TIMEOUT,
-            ),
             cfg,
             clients: Mutex::new(HashMap::new()),
+            resolve: Vec::new(),
         }
+    }
+
+    /// A client that resolves `host` to `addrs` (in that order; their ports are ignored, the
+    /// URL's port is used) instead of asking DNS: for tests of what the connector does with
+    /// several addresses.
+    #[doc(hidden)]
+    pub fn with_resolved(cfg: Arc<UpstreamConfig>, host: &str, addrs: &[SocketAddr]) -> Self {
+        let mut client = Self::new(cfg);
+        client.resolve.push((host.to_owned(), addrs.to_vec()));
+        client
     }
 
     pub fn config(&self) -> &UpstreamConfig {
@@ -90,12 +97,38 @@ impl QwenClient {
         if let Some(c) = clients.get(&key) {
             return Ok(c.clone());
         }
+        // Every call is a request of its own on a kept-alive HTTP/1.1 connection (the site's
+        // streams are long and few per account; HTTP/2 would add flow control and framing
+        // per event for no gain), written at once (no Nagle delay), decompressed when the
+        // site compresses (gzip, br, deflate), redirects followed (reqwest's default: up to 10,
+        // a 307/308 with its method and body).
+        //
+        // A request is sent again only when it provably did not reach the upstream:
+        // - reqwest's own retry policy (by default only HTTP/2 GOAWAY and REFUSED_STREAM, which
+        //   an HTTP/1.1 client never meets) is set to never, which also spares a copy of every
+        //   request's headers kept for a retry;
+        // - below it, hyper-util's pool (`retry_canceled_requests`, on by default, not
+        //   exposed by reqwest) sends a request again only when hyper hands the request back
+        //   untouched: a reused connection was found closed while the request still waited in
+        //   its queue, before the dispatcher took it to write (hyper's `TrySendError` carries the
+        //   message only then; once taken, an error returns no message and is not retried);
+        //   and never on a fresh connection.
+        // - a connect failure fails before anything is written; the proxy then tries another
+        //   account (or, for this account, after its cool-down).
+        //
+        // The connect timeout is split between a name's addresses (hyper-util's connector
+        // gives each of N addresses 1/N of it, and races IPv6 against IPv4 after 300 ms), so
+        // a black-holed first address leaves time for the next.
         let mut builder = reqwest::Client::builder()
             .connect_timeout(self.cfg.connect_timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(h1::IDLE_TIMEOUT)
+            .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(IDLE_CONNECTIONS_PER_LOOP)
-            .http1_only();
+            .http1_only()
+            .retry(reqwest::retry::never().max_retries_per_request(0));
+        for (host, addrs) in &self.resolve {
+            builder = builder.resolve_to_addrs(host, addrs);
+        }
         match proxy.or(self.cfg.proxy.as_ref().map(crate::config::ProxyUrl::as_str)) {
             Some(p) => {
                 let proxy = reqwest::Proxy::all(p)
@@ -154,10 +187,8 @@ impl QwenClient {
         }
     }
 
-    /// A call every completion makes: through our own client when no outbound proxy is set,
-    /// else through reqwest. Waits for the answer's head within the first-byte timeout. Our
-    /// client does not follow redirects: a redirected call is made again through reqwest,
-    /// which does (the upstream answered the first with a redirect, not by acting on it).
+    /// A call every completion makes, with its query and JSON body. Waits for the answer's
+    /// head within the first-byte timeout.
     async fn call(
         &self,
         method: Method,
@@ -166,51 +197,27 @@ impl QwenClient {
         kind: CallKind<'_>,
         query: Option<(&str, &str)>,
         json: Option<Vec<u8>>,
-    ) -> Result<Answer, UpstreamError> {
-        if creds.proxy.is_none() && self.cfg.proxy.is_none() {
-            let mut url = endpoint(&self.cfg.base_url, path);
-            if let Some((name, value)) = query {
-                url.query_pairs_mut().append_pair(name, value);
-            }
-            let headers = headers::build(&self.headers, &self.cfg, Some(creds), kind);
-            let req = h1::Request {
-                method: method.clone(),
-                url: &url,
-                headers: &headers,
-                json: json.as_deref(),
-            };
-            let sent = tokio::time::timeout(self.cfg.first_byte_timeout, self.own.send(req));
-            match sent.await {
-                Ok(Ok(resp)) if !matches!(resp.status, 301 | 302 | 303 | 307 | 308) => {
-                    return Ok(Answer::Own(resp));
-                }
-                Ok(Ok(_redirected)) => {}
-                Ok(Err(e)) => return Err(UpstreamError::from_h1(&e)),
-                Err(_) => {
-                    return Err(UpstreamError::Transient(format!(
-                        "no response within {:?}",
-                        self.cfg.first_byte_timeout
-                    )));
-                }
-            }
-        }
+    ) -> Result<Response, UpstreamError> {
         let mut req = self.request(method, path, Some(creds), kind)?;
         if let Some(pair) = query {
             req = req.query(&[pair]);
         }
+        // The headers already say `content-type: application/json` (once: a second one
+        // would be appended, not replaced).
         if let Some(body) = json {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
+            req = req.body(body);
         }
-        self.send(req).await.map(Answer::Pooled)
+        self.send(req).await
     }
 
     /// The whole body of an answer, within the idle timeout.
-    async fn answer_text(&self, answer: impl Into<Answer>) -> Result<String, UpstreamError> {
-        let body = answer.into().into_body();
-        match tokio::time::timeout(self.cfg.idle_timeout, body.text()).await {
-            Ok(text) => text,
+    async fn answer_text(&self, answer: Response) -> Result<String, UpstreamError> {
+        match tokio::time::timeout(self.cfg.idle_timeout, answer.bytes()).await {
+            Ok(Ok(all)) => Ok(match String::from_utf8(all.into()) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            }),
+            Ok(Err(e)) => Err(UpstreamError::from_reqwest(&e)),
             Err(_) => Err(UpstreamError::Transient(
                 "timed out reading the answer".into(),
             )),
@@ -220,11 +227,10 @@ impl QwenClient {
     /// Reads a JSON answer; anything but a 2xx JSON body is classified as an error.
     async fn json<T: serde::de::DeserializeOwned>(
         &self,
-        resp: impl Into<Answer>,
+        resp: Response,
     ) -> Result<T, UpstreamError> {
-        let resp = resp.into();
-        let status = resp.status();
-        let ct = resp.content_type();
+        let status = resp.status().as_u16();
+        let ct = content_type(resp.headers());
         let body = self.answer_text(resp).await?;
         if !(200..300).contains(&status) || ct.contains("html") {
             return Err(error::classify_body(status, &ct, &body));
@@ -298,8 +304,8 @@ impl QwenClient {
                 Some(body),
             )
             .await?;
-        let status = resp.status();
-        let ct = resp.content_type();
+        let status = resp.status().as_u16();
+        let ct = content_type(resp.headers());
         let text = self.answer_text(resp).await?;
         let parsed: Option<wire::Envelope<wire::NewChat>> = serde_json::from_str(&text).ok();
         match parsed {
@@ -325,14 +331,14 @@ impl QwenClient {
         let resp = self
             .post_completion(creds, req, chat_id, files, kind)
             .await?;
-        let status = resp.status();
-        let ct = resp.content_type();
+        let status = resp.status().as_u16();
+        let ct = content_type(resp.headers());
         if status != 200 || !ct.starts_with("text/event-stream") {
             let text = self.answer_text(resp).await?;
             return Err(error::classify_body(status, &ct, &text));
         }
         let idle = self.cfg.idle_timeout;
-        let mut inner = resp.into_body();
+        let mut inner = resp;
         let stream = async_stream::stream! {
             // Silence is checked every quarter of the idle timeout rather than by pushing a
             // timer back on every read (a clock read and a timer move per chunk, and a chunk
@@ -347,16 +353,17 @@ impl QwenClient {
                 tokio::select! {
                     // Data first (no random branch order per chunk); the timer is for silence.
                     biased;
-                    next = inner.next() => match next {
-                        Some(Ok(bytes)) => {
+                    // Cancel-safe: a chunk not yet received stays in the body.
+                    next = inner.chunk() => match next {
+                        Ok(Some(bytes)) => {
                             quiet = 0;
                             yield Ok(bytes);
                         }
-                        Some(Err(e)) => {
-                            yield Err(e);
+                        Err(e) => {
+                            yield Err(UpstreamError::from_reqwest(&e));
                             break;
                         }
-                        None => break,
+                        Ok(None) => break,
                     },
                     _ = checks.tick() => {
                         quiet += 1;
@@ -379,7 +386,7 @@ impl QwenClient {
         chat_id: &str,
         files: &[payload::WireFile],
         kind: CallKind<'_>,
-    ) -> Result<Answer, UpstreamError> {
+    ) -> Result<Response, UpstreamError> {
         let body = json_bytes(&payload::CompletionBody::new(req, chat_id, files))?;
         self.call(
             Method::POST,
@@ -402,8 +409,8 @@ impl QwenClient {
         let resp = self
             .call(Method::DELETE, &path, creds, CallKind::Json, None, None)
             .await?;
-        let status = resp.status();
-        let ct = resp.content_type();
+        let status = resp.status().as_u16();
+        let ct = content_type(resp.headers());
         let text = self.answer_text(resp).await?;
         if (200..300).contains(&status) || status == 404 {
             return Ok(());

@@ -3,15 +3,15 @@
 
 use std::borrow::Cow;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use smallvec::SmallVec;
 
-pub use super::scan::Scanner;
-
-/// One `data:` payload of the completion stream. Text borrows from the payload where it has
-/// no escapes, and the usual single choice is held inline, so a typical token event
-/// allocates nothing.
+/// One `data:` payload of the completion stream, read by serde alone. Text borrows from the
+/// payload where it has no escapes, the usual single choice is held inline, and what is not
+/// used is skipped unread (unknown fields, the error object: the decoder classifies an error
+/// event from the whole payload), so a typical token event allocates nothing.
 #[derive(Debug, Default, Deserialize)]
 pub struct Frame<'a> {
     #[serde(rename = "response.created")]
@@ -23,19 +23,16 @@ pub struct Frame<'a> {
     pub usage: Option<WireUsage>,
     /// Present (false) on business errors sent inside the stream.
     pub success: Option<bool>,
-    pub error: Option<Value>,
+    pub error: Option<IgnoredAny>,
 }
 
 /// A frame's choices: the site sends one, held inline.
 pub type Choices<'a> = SmallVec<[FrameChoice<'a>; 1]>;
 
 impl<'a> Frame<'a> {
-    /// Parses one `data:` payload: the usual token event by the stream's fast scanner
-    /// ([`super::scan`]), anything else by serde.
-    pub fn parse(data: &'a str, scanner: &mut Scanner) -> Result<Self, serde_json::Error> {
-        scanner
-            .frame(data)
-            .map_or_else(|| serde_json::from_str(data), Ok)
+    /// Parses one `data:` payload.
+    pub fn parse(data: &'a str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(data)
     }
 }
 

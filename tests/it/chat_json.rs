@@ -203,8 +203,7 @@ async fn a_redirected_completion_is_followed() {
     use common::fake_qwen::Reply;
     let app = TestApp::with_accounts(1, &[]).await;
     let moved = "/api/v2/chat/completions?chat_id=moved";
-    // Answered with a redirect twice: our client does not follow one, so the call is made
-    // again through reqwest, which meets the redirect again and follows it.
+    // Redirected twice (the second time from where the first sent it), then answered.
     for _ in 0..2 {
         app.fake.push_completion(
             Some("acct1"),
@@ -230,14 +229,15 @@ async fn a_redirected_completion_is_followed() {
         "redirected twice, then the call it was sent to"
     );
     assert!(sent[0].query_param("chat_id").is_some());
-    assert_eq!(sent[1].query, sent[0].query);
+    assert_ne!(sent[1].query, sent[0].query);
+    assert_eq!(sent[1].query.as_deref(), Some("chat_id=moved"));
     assert_eq!(sent[2].query.as_deref(), Some("chat_id=moved"));
     // A 307 keeps the method and the body.
     for s in &sent[1..] {
         assert_eq!(s.method, "POST");
         assert_eq!(s.bytes, sent[0].bytes);
     }
-    // Only the first went through our own client: the other two share reqwest's connection.
-    assert_ne!(sent[0].peer, sent[1].peer);
+    // Followed on the same kept-alive connection.
+    assert_eq!(sent[0].peer, sent[1].peer);
     assert_eq!(sent[1].peer, sent[2].peer);
 }

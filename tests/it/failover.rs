@@ -805,6 +805,47 @@ async fn reset_before_the_first_event_fails_over_when_streaming() {
     reset_before_the_first_event_fails_over(true).await;
 }
 
+/// The completion reaches the upstream on a connection kept alive from `chats/new`, which
+/// then closes before any answer: the request may have been acted on, so it is not sent again
+/// on that account (neither by us nor by the HTTP client's pool); the proxy fails over once.
+async fn closed_after_the_request_was_written_fails_over_once(stream: bool) {
+    let app = TestApp::with_accounts(2, &[]).await;
+    app.fake.push_completion(Some("acct1"), Reply::Abort);
+    app.fake
+        .push_completion(Some("acct2"), answer("Answer from acct2"));
+    assert_eq!(expect_answer(&app, stream).await, "Answer from acct2");
+    assert_eq!(completions(&app, "acct1"), 1, "sent again on acct1");
+    assert_eq!(completions(&app, "acct2"), 1);
+    assert_eq!(chats(&app, "acct1"), 1);
+    assert_eq!(chats(&app, "acct2"), 1);
+    // The case a pool may retry if it cannot tell: a reused connection.
+    let acct1 = |path: &str| {
+        app.fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path == path && r.label.as_deref() == Some("acct1"))
+            .unwrap()
+            .peer
+    };
+    assert_eq!(
+        acct1(CHATS_NEW),
+        acct1(COMPLETIONS),
+        "on a kept-alive connection"
+    );
+    assert!(leases_released(&app).await);
+    assert_cooling(&health(&app, 0), "transient", Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn closed_after_the_request_was_written_fails_over_once_non_stream() {
+    closed_after_the_request_was_written_fails_over_once(false).await;
+}
+
+#[tokio::test]
+async fn closed_after_the_request_was_written_fails_over_once_when_streaming() {
+    closed_after_the_request_was_written_fails_over_once(true).await;
+}
+
 fn reset_after_answer() -> Reply {
     Reply::sse_with(
         qwen_sse::stream(&[
@@ -956,4 +997,89 @@ async fn no_accounts_is_503_without_upstream_calls() {
     assert_eq!(app.fake.count("POST", CHATS_NEW), 0);
     assert_eq!(app.fake.count("POST", COMPLETIONS), 0);
     assert_eq!(app.leases(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+
+/// A listener on `addr` that never accepts, its accept queue filled, so that a further
+/// connection attempt gets no answer at all (the kernel drops its SYNs) and hangs until its
+/// timeout: a black hole, on loopback only.
+async fn black_hole(
+    addr: std::net::SocketAddr,
+) -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(addr).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let mut queued = Vec::new();
+    for _ in 0..4 {
+        let attempt = tokio::net::TcpStream::connect(addr);
+        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), attempt).await {
+            queued.push(s);
+        }
+    }
+    assert!(!queued.is_empty(), "the first connections are queued");
+    let probe = tokio::time::timeout(
+        Duration::from_millis(500),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await;
+    assert!(
+        probe.is_err(),
+        "a connection to the black hole hangs: {probe:?}"
+    );
+    (listener, queued)
+}
+
+#[tokio::test]
+async fn a_black_holed_first_address_leaves_the_next_its_share_of_the_connect_timeout() {
+    let fake = FakeQwen::start().await;
+    let port = fake
+        .base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let hole = std::net::SocketAddr::from(([127, 0, 0, 2], port));
+    let real = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let _hole = black_hole(hole).await;
+
+    let connect_timeout = Duration::from_secs(4);
+    let base = format!("http://qwen-upstream.test:{port}");
+    let vars = [
+        ("API_KEY", "sk-test"),
+        ("QWEN_BASE_URL", base.as_str()),
+        ("UPSTREAM_CONNECT_TIMEOUT_SECONDS", "4"),
+        ("DATA_SAVE_MODE", "none"),
+    ];
+    let reloader = qwen2api::reload::Reloader::new(
+        vars.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    let config = reloader.load().expect("valid configuration");
+    let client = qwen2api::upstream::QwenClient::with_resolved(
+        std::sync::Arc::new(config.upstream),
+        "qwen-upstream.test",
+        &[hole, real],
+    );
+    let started = Instant::now();
+    let models = client
+        .models(None)
+        .await
+        .expect("the second address answers");
+    let took = started.elapsed();
+    assert!(!models.is_empty());
+    // Each of the two addresses gets half of the connect timeout: the black hole, tried
+    // first, hung for its half, and the next one answered at once.
+    assert!(
+        took + Duration::from_millis(200) > connect_timeout / 2,
+        "{took:?}: the black hole was not tried first"
+    );
+    assert!(
+        took < connect_timeout * 3 / 4,
+        "{took:?} of a {connect_timeout:?} connect timeout"
+    );
+    assert_eq!(fake.count("GET", "/api/models"), 1);
 }

@@ -27,8 +27,3 @@ fn request_corpus() {
 fn sse_corpus() {
     assert!(replay("sse", qwen2api::fuzzing::sse) >= 3);
 }
-
-#[test]
-fn frame_corpus() {
-    assert!(replay("frame", qwen2api::fuzzing::frame) >= 3);
-}

@@ -53,6 +53,9 @@ pub enum Reply {
     Delayed(Duration, Box<Reply>),
     /// A redirect (`301`, `302`, `307`…) to `location`, with an empty body.
     Redirect { status: u16, location: String },
+    /// The connection is closed once the whole request has been read, before any answer (as
+    /// a server that dies while working on a request it received).
+    Abort,
 }
 
 /// How an [`Reply::Sse`] body is cut into body frames.
@@ -205,7 +208,7 @@ impl Reply {
                 }
             }
             Reply::Delayed(d, inner) => Reply::Delayed(d, Box::new(inner.map_sse(f))),
-            other @ (Reply::Http { .. } | Reply::Redirect { .. }) => other,
+            other @ (Reply::Http { .. } | Reply::Redirect { .. } | Reply::Abort) => other,
         }
     }
 }
@@ -868,6 +871,9 @@ pub(super) fn play(reply: Reply, inner: Arc<Inner>) -> BoxFuture<'static, Respon
                 tokio::time::sleep(wait).await;
                 play(*next, inner).await
             }
+            // Unwinds out of the connection's task (without the panic hook's message), which
+            // drops the socket with no answer written; the server goes on serving the others.
+            Reply::Abort => std::panic::resume_unwind(Box::new("fake qwen: connection aborted")),
             Reply::Sse {
                 body,
                 split,
