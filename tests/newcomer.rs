@@ -350,3 +350,29 @@ async fn the_binary_with_no_env_file_logs_that_it_runs_from_the_environment() {
         "{log}"
     );
 }
+
+#[test]
+fn the_example_env_file_holds_what_the_readme_uses_and_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example");
+    let reloader = qwen2api::reload::Reloader::new(
+        [("ENV_FILE".to_owned(), path.to_owned())]
+            .into_iter()
+            .collect(),
+    );
+    let config = reloader
+        .load()
+        .expect(".env.example is a valid configuration");
+    assert_eq!(reloader.var("API_KEY").as_deref(), Some("sk-change-me"));
+    assert!(
+        reloader.var("ADMIN_KEY").is_some(),
+        "the admin examples use $ADMIN_KEY"
+    );
+    assert!(!config.keys.admin_from_first_api_key);
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(
+        text.lines().any(|l| l == "ACCOUNTS="),
+        "an uncommented ACCOUNTS= line to fill in"
+    );
+    assert!(text.contains("QWEN_BASE_URL"));
+    assert!(config.accounts.is_empty());
+}
