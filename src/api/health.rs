@@ -15,13 +15,13 @@ use crate::state::AppState;
 /// Liveness: always 200 while the server runs; `ready` and `reason` say whether it can serve.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let pool = state.proxy().pool();
-    let not_ready = why_not_ready(&state, pool);
-    Json(json!({
-        "status": "ok",
-        "ready": not_ready.is_none(),
-        "reason": not_ready,
-        "accounts": { "total": pool.accounts().len(), "usable": pool.usable_count() },
-    }))
+    let accounts = json!({ "total": pool.accounts().len(), "usable": pool.usable_count() });
+    Json(match why_not_ready(&state, pool) {
+        None => json!({ "status": "ok", "ready": true, "accounts": accounts }),
+        Some(reason) => {
+            json!({ "status": "ok", "ready": false, "reason": reason, "accounts": accounts })
+        }
+    })
 }
 
 /// Readiness: 200 when a request could be served now, else 503 with the reason.
