@@ -36,12 +36,18 @@ RUN groupadd --system --gid 10001 qwen2api \
 COPY --from=builder /usr/local/bin/qwen2api /usr/local/bin/qwen2api
 
 WORKDIR /app
+# uid/gid 10001: a bind-mounted .env must be readable by it (e.g. `chgrp 10001 .env && chmod
+# 640 .env`), or run the container as the file's owner (see docker-compose.yml).
 USER qwen2api
 
 # The server listens on SERVICE_PORT (default 3000) on LISTEN_ADDRESS (default 0.0.0.0).
 EXPOSE 3000
 
-# `qwen2api healthcheck` reads the same configuration and asks this server's /health.
+# Liveness: `qwen2api healthcheck` reads the same configuration and asks this server's /health;
+# it fails (exit 1, the reason on stderr, shown by `docker inspect`) only when the server does
+# not answer. Zero usable accounts keeps it healthy on purpose (a restart would not bring them
+# back; the reason is still printed): readiness is `qwen2api healthcheck --ready`
+# (GET /health/ready, 503 with the reason), for what must wait until requests can be served.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["/usr/local/bin/qwen2api", "healthcheck"]
 

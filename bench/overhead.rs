@@ -3,7 +3,10 @@
 //! idle and under 1,000 open streams, and its start-up time. Run with `bench/run [--quick]`.
 
 #[path = "../tests/it/common/qwen_sse.rs"]
-#[expect(dead_code, reason = "the benchmark uses a few of the tests' event builders")]
+#[expect(
+    dead_code,
+    reason = "the benchmark uses a few of the tests' event builders"
+)]
 mod qwen_sse;
 
 #[path = "overhead/driver.rs"]

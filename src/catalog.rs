@@ -3,6 +3,7 @@
 //! aliases), and resolution of a requested id.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -100,6 +101,10 @@ pub struct Catalog {
     cfg: ModelsConfig,
     current: RwLock<Option<Arc<Snapshot>>>,
     refreshing: tokio::sync::Mutex<()>,
+    /// The built-in list stands in because a fetch made without any usable account failed:
+    /// once an account can fetch, it is fetched at once (else unknown ids would pass through
+    /// to the upstream, for up to a minute, instead of being 404).
+    fallback_without_account: AtomicBool,
 }
 
 impl Catalog {
@@ -108,15 +113,19 @@ impl Catalog {
             cfg,
             current: RwLock::new(None),
             refreshing: tokio::sync::Mutex::new(()),
+            fallback_without_account: AtomicBool::new(false),
         }
     }
 
-    fn fresh(&self) -> Option<Arc<Snapshot>> {
+    fn fresh(&self, with_account: bool) -> Option<Arc<Snapshot>> {
         let snap = self
             .current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()?;
+        if snap.fallback && with_account && self.fallback_without_account.load(Ordering::Relaxed) {
+            return None;
+        }
         let ttl = if snap.fallback {
             self.cfg.cache_ttl.min(FALLBACK_RETRY)
         } else {
@@ -127,19 +136,23 @@ impl Catalog {
 
     /// The current list, fetched with `fetch` when missing or stale. One fetch at a time; a
     /// failed fetch keeps a stale upstream list if there is one, else serves the built-in list.
-    pub async fn snapshot<F, Fut>(&self, fetch: F) -> Arc<Snapshot>
+    /// `with_account`: whether `fetch` uses an account's credentials.
+    pub async fn snapshot<F, Fut>(&self, with_account: bool, fetch: F) -> Arc<Snapshot>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<UpstreamModel>, UpstreamError>>,
     {
-        if let Some(s) = self.fresh() {
+        if let Some(s) = self.fresh(with_account) {
             return s;
         }
         let _guard = self.refreshing.lock().await;
-        if let Some(s) = self.fresh() {
+        if let Some(s) = self.fresh(with_account) {
             return s;
         }
-        let snap = match fetch().await {
+        let fetched = fetch().await;
+        self.fallback_without_account
+            .store(fetched.is_err() && !with_account, Ordering::Relaxed);
+        let snap = match fetched {
             Ok(list) if !list.is_empty() => Snapshot {
                 models: list.iter().map(ModelEntry::from).collect(),
                 fetched: Instant::now(),

@@ -34,7 +34,7 @@ pub enum AppError {
     NotFound(String),
     #[error("{message}")]
     BadRequest { message: String, code: &'static str },
-    #[error("sign-in failed: {0}")]
+    #[error("sign-in failed: {}", sign_in_failure(.0))]
     SignIn(UpstreamError),
     #[error("storage failed: {0}")]
     Store(String),
@@ -300,6 +300,12 @@ fn render_upstream(e: &UpstreamError, retry_after: Option<Duration>) -> Rendered
             "server_error",
             "The upstream refused the request.",
         ),
+        UpstreamError::Unreachable(_) => (
+            S::BAD_GATEWAY,
+            "server_error",
+            "The upstream (QWEN_BASE_URL) could not be reached: the connection failed. Check the \
+             server's network, its outbound proxy and QWEN_BASE_URL; no account is at fault.",
+        ),
         UpstreamError::ChatInProgress | UpstreamError::Transient(_) => (
             S::BAD_GATEWAY,
             "server_error",
@@ -333,6 +339,7 @@ fn upstream_code(e: &UpstreamError) -> &'static str {
         UpstreamError::Challenge(_) => "upstream_challenge",
         UpstreamError::ContentFilter(_) => "content_filter",
         UpstreamError::EmptyAnswer | UpstreamError::ThinkingOnly => "upstream_empty_answer",
+        UpstreamError::Unreachable(_) => "upstream_unreachable",
         UpstreamError::ChatInProgress | UpstreamError::Transient(_) => "upstream_error",
         UpstreamError::NotFound(_) => "upstream_not_found",
         UpstreamError::Rejected(_) => "upstream_rejected",
@@ -357,6 +364,15 @@ impl IntoResponse for AppError {
         // Carried to the logging middleware, which logs each error once.
         resp.extensions_mut().insert(LoggedError(format!("{self}")));
         resp
+    }
+}
+
+/// Why a sign-in failed, for logs: an auth failure there is a refused e-mail or password (the
+/// upstream error's own wording speaks of tokens).
+pub fn sign_in_failure(e: &UpstreamError) -> String {
+    match e {
+        UpstreamError::Auth(detail) => format!("the e-mail or password was refused ({detail})"),
+        other => other.to_string(),
     }
 }
 

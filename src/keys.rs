@@ -13,19 +13,23 @@ use crate::store::{KeyRecord, Store, StoreError, now_ms};
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Caller {
-    Admin,
+    /// `key_id` is `admin` for `ADMIN_KEY`, `env-1` when the first `API_KEY` is also the admin
+    /// key (no `ADMIN_KEY` set): its requests count under the key's own id.
+    Admin { key_id: &'static str },
     /// `key_id` is `env-<n>` for the n-th `API_KEY`, else the runtime key's id.
-    User {
-        key_id: String,
-    },
+    User { key_id: String },
 }
 
 impl Caller {
     pub fn key_id(&self) -> &str {
         match self {
-            Caller::Admin => "admin",
+            Caller::Admin { key_id } => key_id,
             Caller::User { key_id } => key_id,
         }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Caller::Admin { .. })
     }
 }
 
@@ -72,7 +76,13 @@ impl KeyRing {
         let env = self.env.load();
         let mut found: Option<Caller> = None;
         if env.admin_key.as_ref().is_some_and(|k| k.matches(presented)) {
-            found = Some(Caller::Admin);
+            found = Some(Caller::Admin {
+                key_id: if env.admin_from_first_api_key {
+                    "env-1"
+                } else {
+                    "admin"
+                },
+            });
         }
         for (i, k) in env.api_keys.iter().enumerate() {
             if k.matches(presented) && found.is_none() {
@@ -189,7 +199,10 @@ mod tests {
         let ring = KeyRing::load(&cfg(), Arc::new(MemoryStore::new()))
             .await
             .unwrap();
-        assert_eq!(ring.identify("sk-admin"), Some(Caller::Admin));
+        assert_eq!(
+            ring.identify("sk-admin"),
+            Some(Caller::Admin { key_id: "admin" })
+        );
         assert_eq!(
             ring.identify("sk-user-2"),
             Some(Caller::User {
@@ -219,5 +232,20 @@ mod tests {
     fn masks_keep_only_the_ends() {
         assert_eq!(mask("sk-q2a-0123456789abcdef"), "sk-q…cdef");
         assert_eq!(mask("short"), "…");
+    }
+
+    #[tokio::test]
+    async fn the_first_api_key_standing_in_for_the_admin_key_keeps_its_own_id() {
+        let cfg = KeysConfig {
+            api_keys: vec![Secret::new("sk-user-1"), Secret::new("sk-user-2")],
+            admin_key: Some(Secret::new("sk-user-1")),
+            admin_from_first_api_key: true,
+        };
+        let ring = KeyRing::load(&cfg, Arc::new(MemoryStore::new()))
+            .await
+            .unwrap();
+        let caller = ring.identify("sk-user-1").unwrap();
+        assert!(caller.is_admin());
+        assert_eq!(caller.key_id(), "env-1");
     }
 }

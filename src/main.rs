@@ -6,7 +6,76 @@ use std::time::Duration;
 use qwen2api::reload::{self, Reloader};
 use qwen2api::{AppState, Config, app, config, event_loop, memory, telemetry};
 
+const HELP: &str = "\
+qwen2api: an OpenAI-compatible API over your own Qwen web-chat accounts (chat.qwen.ai)
+
+Usage: qwen2api [COMMAND]
+
+Commands:
+  serve        start the server (the default)
+  healthcheck  ask the server on this machine whether it is alive (exit 0) or not (exit 1,
+               with the reason on stderr); with --ready, whether it can serve a request now
+
+Options:
+  -h, --help     print this help
+  -V, --version  print the version
+
+Configuration comes from the environment and from the file named by ENV_FILE (default: .env
+in the working directory); the environment wins. Start from .env.example; every setting is
+described in the README (docs/ in the repository).
+";
+
+/// What the command line asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Serve,
+    Healthcheck { ready: bool },
+    Help,
+    Version,
+}
+
+fn parse_args() -> Result<Command, lexopt::Error> {
+    use lexopt::prelude::*;
+    let mut parser = lexopt::Parser::from_env();
+    let mut command = None;
+    let mut ready = false;
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('h') | Long("help") => return Ok(Command::Help),
+            Short('V') | Long("version") => return Ok(Command::Version),
+            Long("ready") if command == Some("healthcheck") => ready = true,
+            Value(v) if command.is_none() => {
+                command = Some(match v.to_str() {
+                    Some("serve") => "serve",
+                    Some("healthcheck") => "healthcheck",
+                    _ => return Err(format!("unknown command {}", v.to_string_lossy()).into()),
+                });
+            }
+            _ => return Err(arg.unexpected()),
+        }
+    }
+    Ok(match command {
+        Some("healthcheck") => Command::Healthcheck { ready },
+        _ => Command::Serve,
+    })
+}
+
 fn main() -> ExitCode {
+    let command = match parse_args() {
+        Ok(Command::Help) => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("qwen2api {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qwen2api: {e}\nTry `qwen2api --help`.");
+            return ExitCode::from(2);
+        }
+    };
     // The environment as started wins over `.env` (ENV_FILE), which is read (and re-read on
     // change) by the reloader.
     let reloader = Reloader::new(std::env::vars().collect());
@@ -19,27 +88,31 @@ fn main() -> ExitCode {
     };
     // This runtime starts up, signs in, runs background work and the admin listener; client
     // requests are served by the event loops (`event_loop::serve`), one thread each.
-    match tokio::runtime::Builder::new_current_thread()
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(run(reloader, config)),
+        Ok(rt) => rt,
         Err(e) => {
             eprintln!("qwen2api: cannot start the async runtime: {e}");
-            ExitCode::FAILURE
+            return ExitCode::FAILURE;
         }
+    };
+    match command {
+        Command::Healthcheck { ready } => rt.block_on(healthcheck(&config, ready)),
+        _ => rt.block_on(run(reloader, config)),
     }
 }
 
 async fn run(reloader: Reloader, config: Config) -> ExitCode {
-    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
-        return healthcheck(&config).await;
-    }
     telemetry::init(&config.log_level);
     if config.keys.admin_from_first_api_key && config.keys.admin_key.is_some() {
         tracing::warn!(
             "ADMIN_KEY is not set: the first API_KEY is also the admin key (compatibility only; set ADMIN_KEY)"
         );
+    }
+    if !reloader.env_file().exists() {
+        tracing::info!(file = %reloader.env_file().display(), "no configuration file (ENV_FILE); configured from the environment alone");
     }
     for var in Config::unsupported_vars(&|n: &str| reloader.var(n)) {
         tracing::warn!(%var, "this variable is not supported by this version and has no effect");
@@ -145,27 +218,55 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// `qwen2api healthcheck`: exit 0 when this machine's server answers `/health` (for Docker).
-async fn healthcheck(config: &config::Config) -> ExitCode {
+/// `qwen2api healthcheck [--ready]`: exit 0 when this machine's server answers `/health`
+/// (`/health/ready` with `--ready`); otherwise exit 1 and say why on stderr.
+async fn healthcheck(config: &config::Config, ready: bool) -> ExitCode {
     let mut addr = config.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip([127, 0, 0, 1].into());
     }
-    let client = reqwest::Client::builder()
+    let path = if ready { "/health/ready" } else { "/health" };
+    let url = format!("http://{addr}{path}");
+    let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .no_proxy()
-        .build();
-    let ok = match client {
-        Ok(c) => c
-            .get(format!("http://{addr}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success()),
-        Err(_) => false,
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("qwen2api healthcheck: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    if ok {
+    let resp = match client.get(&url).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = if e.is_connect() {
+                "nothing answers there (is the server running, with this SERVICE_PORT and \
+                 LISTEN_ADDRESS?)"
+            } else if e.is_timeout() {
+                "no answer within 3 s"
+            } else {
+                "the request failed"
+            };
+            eprintln!("qwen2api healthcheck: {url}: {why}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let reason = body["reason"].as_str();
+    if status.is_success() {
+        if let Some(reason) = reason {
+            // Alive but unable to serve: worth a line in `docker inspect`.
+            eprintln!("qwen2api healthcheck: alive, but not ready: {reason}");
+        }
         ExitCode::SUCCESS
     } else {
+        eprintln!(
+            "qwen2api healthcheck: {url} answered {status}{}",
+            reason.map(|r| format!(": {r}")).unwrap_or_default()
+        );
         ExitCode::FAILURE
     }
 }

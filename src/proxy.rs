@@ -130,7 +130,9 @@ impl Proxy {
     pub async fn models(&self) -> Arc<Snapshot> {
         let creds = self.pool().first_usable().map(|a| a.credentials());
         self.catalog
-            .snapshot(|| async { self.client.models(creds.as_ref()).await })
+            .snapshot(creds.is_some(), || async {
+                self.client.models(creds.as_ref()).await
+            })
             .await
     }
 
@@ -360,6 +362,10 @@ struct Failover {
     passthrough: Option<Arc<Account>>,
     /// The generation feature the request uses: its quota is rested per account.
     feature: Option<Feature>,
+    /// A password account whose token was rejected: signed in again and tried once more
+    /// before failing over (the upstream may have forgotten its tokens in a restart).
+    sign_in_again: Option<Arc<Account>>,
+    signed_in_again: bool,
 }
 
 impl Failover {
@@ -375,6 +381,8 @@ impl Failover {
             last: None,
             passthrough: passthrough.map(|t| Arc::new(Account::passthrough(t.clone()))),
             feature,
+            sign_in_again: None,
+            signed_in_again: false,
         }
     }
 
@@ -400,6 +408,15 @@ impl Failover {
                 return Ok(Lease::detached(Arc::clone(own)));
             }
             return Err(self.give_up(accounts.pool()));
+        }
+        if let Some(account) = self.sign_in_again.take() {
+            self.tried.push(account.id.clone());
+            if accounts.sign_in(&account).await.is_ok() {
+                let others = |a: &Account| a.id != account.id;
+                if let Ok(l) = accounts.lease(model, sticky, &others).await {
+                    return Ok(l);
+                }
+            }
         }
         if self.tried.len() >= self.retry_count {
             return Err(self.give_up(accounts.pool()));
@@ -436,6 +453,17 @@ impl Failover {
         err: UpstreamError,
     ) -> Result<(), ProxyError> {
         tracing::warn!(account = %account.id, class = err.class(), error = %err, "upstream attempt failed");
+        if matches!(err, UpstreamError::Auth(_))
+            && self.passthrough.is_none()
+            && !self.signed_in_again
+            && accounts.claim_sign_in_again(account)
+        {
+            self.signed_in_again = true;
+            self.tried.retain(|id| *id != account.id);
+            self.sign_in_again = Some(Arc::clone(account));
+            self.last = Some(err);
+            return Ok(());
+        }
         match (&err, self.feature) {
             (_, _) if self.passthrough.is_some() => {}
             (UpstreamError::RateLimited { retry_after, .. }, Some(feature)) => {

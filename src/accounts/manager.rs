@@ -34,7 +34,7 @@ pub enum ManagerError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("sign-in failed: {0}")]
+    #[error("sign-in failed: {}", crate::error::sign_in_failure(.0))]
     SignIn(UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -157,17 +157,7 @@ impl AccountManager {
         }
         self.persist_status(account);
         if matches!(err, UpstreamError::Auth(_)) && account.kind == CredentialKind::Password {
-            let recent = {
-                let mut r = self.relogins.lock().unwrap_or_else(PoisonError::into_inner);
-                let recent = r
-                    .get(&account.id)
-                    .is_some_and(|t| t.elapsed() < RELOGIN_WINDOW);
-                if !recent {
-                    r.insert(account.id.clone(), Instant::now());
-                }
-                recent
-            };
-            if recent {
+            if !self.claim_sign_in_again(account) {
                 tracing::warn!(account = %account.id, "token rejected again right after signing in; account stays disabled");
                 return;
             }
@@ -176,6 +166,22 @@ impl AccountManager {
                 let _ = this.sign_in(&account).await;
             });
         }
+    }
+
+    /// Whether a password account whose token was just rejected may sign in again now (once
+    /// per `RELOGIN_WINDOW`); if so, the window starts.
+    pub fn claim_sign_in_again(&self, account: &Account) -> bool {
+        if account.kind != CredentialKind::Password {
+            return false;
+        }
+        let mut r = self.relogins.lock().unwrap_or_else(PoisonError::into_inner);
+        if r.get(&account.id)
+            .is_some_and(|t| t.elapsed() < RELOGIN_WINDOW)
+        {
+            return false;
+        }
+        r.insert(account.id.clone(), Instant::now());
+        true
     }
 
     fn persist_status(&self, account: &Account) {
@@ -230,7 +236,17 @@ impl AccountManager {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(account = %account.id, class = e.class(), error = %e, "sign-in failed");
+                if let UpstreamError::Auth(detail) = &e {
+                    // At sign-in an auth failure is about the password, not a token.
+                    tracing::warn!(
+                        account = %account.id, %detail,
+                        "sign-in failed: the e-mail or password was refused; the account stays \
+                         disabled until its password is changed (ACCOUNTS, then reload) or a \
+                         re-test succeeds"
+                    );
+                } else {
+                    tracing::warn!(account = %account.id, class = e.class(), error = %e, "sign-in failed");
+                }
                 account.set_health(Health::Disabled {
                     reason: format!("sign_in_failed: {}", e.class()),
                 });

@@ -60,7 +60,8 @@ struct Login {
 #[derive(Debug)]
 struct HealthCell {
     health: Health,
-    /// Consecutive transient failures.
+    /// Failures of any class since the last success (request faults aside); transient ones
+    /// cool the account at `ACCOUNT_FAILURE_THRESHOLD`.
     failures: u32,
     /// Consecutive rate limits, for the exponential cooldown.
     rate_limits: u32,
@@ -316,6 +317,17 @@ impl Account {
     /// health changed (so that the caller persists it).
     pub fn record_failure(&self, err: &UpstreamError, cfg: &PoolConfig) -> bool {
         let mut c = self.cell();
+        // Every failure since the last success counts (`failureCount`), except those that are
+        // the request's fault rather than the account's.
+        let request_fault = matches!(
+            err,
+            UpstreamError::ContentFilter(_)
+                | UpstreamError::NotFound(_)
+                | UpstreamError::Rejected(_)
+        );
+        if !request_fault {
+            c.failures = c.failures.saturating_add(1);
+        }
         let next = match err {
             UpstreamError::Auth(_) => Some(Health::Disabled {
                 reason: match self.kind {
@@ -334,13 +346,14 @@ impl Account {
             UpstreamError::Transient(_)
             | UpstreamError::EmptyAnswer
             | UpstreamError::ThinkingOnly
-            | UpstreamError::ChatInProgress => {
-                c.failures += 1;
-                (c.failures >= cfg.failure_threshold && !cfg.transient_cooldown.is_zero())
-                    .then(|| cooling(cfg.transient_cooldown, err.class()))
-            }
-            // The request or the egress is at fault, not the account.
-            UpstreamError::Challenge(_)
+            | UpstreamError::ChatInProgress => (c.failures >= cfg.failure_threshold
+                && !cfg.transient_cooldown.is_zero())
+            .then(|| cooling(cfg.transient_cooldown, err.class())),
+            // The request, the network or the egress is at fault, not the account: a refused
+            // connection says nothing about the account, and cooling it would only turn the
+            // next request's honest "unreachable" into "every account is cooling down".
+            UpstreamError::Unreachable(_)
+            | UpstreamError::Challenge(_)
             | UpstreamError::ContentFilter(_)
             | UpstreamError::NotFound(_)
             | UpstreamError::Rejected(_) => None,

@@ -10,7 +10,6 @@ use super::json::AppJson;
 use crate::accounts::{AddAccount, Health, ManagerError};
 use crate::config::Secret;
 use crate::error::AppError;
-use crate::keys::Caller;
 use crate::state::AppState;
 use crate::store::{StoreError, Subject};
 
@@ -186,7 +185,7 @@ pub async fn verify(
         .and_then(|k| state.keys().identify(k.trim()));
     match caller {
         Some(c) => Ok(Json(
-            json!({ "status": 200, "message": "success", "isAdmin": c == Caller::Admin }),
+            json!({ "status": 200, "message": "success", "isAdmin": c.is_admin() }),
         )),
         None => Err(AppError::Unauthorized),
     }

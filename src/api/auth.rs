@@ -67,7 +67,7 @@ pub async fn require_admin(
         return Err(AppError::Unauthorized);
     };
     match state.keys().identify(presented) {
-        Some(Caller::Admin) => Ok(next.run(req).await),
+        Some(Caller::Admin { .. }) => Ok(next.run(req).await),
         Some(Caller::User { .. }) => {
             tracing::debug!("user key on an admin route");
             Err(AppError::Forbidden)

@@ -30,8 +30,8 @@ use crate::config::CorsOrigins;
 use crate::error::AppError;
 use crate::state::AppState;
 
-/// The client API: `/v1` (keys required, load shed, CORS for browser clients), `/models` and
-/// `/health`.
+/// The client API: `/v1` (keys required, load shed, CORS for browser clients), `/models`,
+/// `/health` (liveness) and `/health/ready` (readiness).
 pub fn public_routes(state: &AppState) -> Router<AppState> {
     let server = &state.config().server;
     let mut v1 = Router::new()
@@ -58,7 +58,8 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
     }
     let open = Router::new()
         .route("/models", get(models::list))
-        .route("/health", get(health::health));
+        .route("/health", get(health::health))
+        .route("/health/ready", get(health::ready));
     v1.merge(open)
 }
 

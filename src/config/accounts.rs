@@ -87,6 +87,18 @@ fn password_account(entry: &str) -> Result<AccountSpec, ConfigError> {
     if email.is_empty() || !email.contains('@') || password.is_empty() {
         return Err(ConfigError::secret("ACCOUNTS", FORM));
     }
+    if holds_another_account(password) {
+        // Refused rather than guessed: `a@b.c:pw1;d@e.f:pw2` would otherwise be one account
+        // whose password is the rest of the line, and the second one would vanish.
+        return Err(ConfigError::secret(
+            "ACCOUNTS",
+            format!(
+                "accounts separated by commas (a@b.c:pw1,d@e.f:pw2): the password of {email} \
+                 holds what looks like another email:password pair after a `;`, a space or a \
+                 `|`; use a comma between accounts"
+            ),
+        ));
+    }
     Ok(AccountSpec {
         id: email.to_owned(),
         credential: AccountCredential::Password {
@@ -94,6 +106,18 @@ fn password_account(entry: &str) -> Result<AccountSpec, ConfigError> {
             password: Secret::new(password),
         },
         proxy,
+    })
+}
+
+/// Whether a password holds, after a `;`, white space or `|`, something shaped like
+/// `email:password` (the usual mistakes when separating accounts).
+fn holds_another_account(password: &str) -> bool {
+    password.split([';', '|', ' ', '\t']).skip(1).any(|piece| {
+        piece.split_once(':').is_some_and(|(email, pw)| {
+            email.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !host.contains('/')
+            }) && !pw.is_empty()
+        })
     })
 }
 
@@ -117,7 +141,8 @@ pub fn validate_proxy(var: &'static str, proxy: &str) -> Result<String, ConfigEr
     } else {
         Err(ConfigError::secret(
             var,
-            "a proxy URL starting with http://, https:// or socks5://",
+            "a proxy URL with one of the schemes http://, https://, socks5:// or socks5h:// \
+             (e.g. socks5h://127.0.0.1:1080 or http://user:pass@host:8080)",
         ))
     }
 }
@@ -180,5 +205,34 @@ mod tests {
         assert_eq!(err.var, "ACCOUNTS");
         let err = from_source(&src(&[("QWEN_COOKIES", "session=secret123")])).unwrap_err();
         assert!(!err.to_string().contains("secret123"));
+    }
+
+    #[test]
+    fn accounts_separated_by_semicolons_or_spaces_are_refused_with_the_fix() {
+        for raw in [
+            "a@x.io:pass-a;b@x.io:pass-b",
+            "a@x.io:pass-a; b@x.io:pass-b",
+            "a@x.io:pass-a b@x.io:pass-b",
+            "a@x.io:pass-a|b@x.io:pass-b",
+        ] {
+            let err = from_source(&src(&[("ACCOUNTS", raw)])).unwrap_err();
+            let text = err.to_string();
+            assert_eq!(err.var, "ACCOUNTS");
+            assert!(text.contains("comma"), "{text}");
+            assert!(!text.contains("pass-"), "{text}");
+        }
+        // A password may hold any of these characters as long as no account follows.
+        let got = from_source(&src(&[("ACCOUNTS", "a@x.io:p;w@rd:1|x, b@x.io:a b")])).unwrap();
+        assert_eq!(got.len(), 2);
+    }
+
+    #[test]
+    fn the_proxy_error_lists_every_accepted_scheme() {
+        let err = validate_proxy("PROXY_URL", "ftp://h:1")
+            .unwrap_err()
+            .to_string();
+        for scheme in ["http://", "https://", "socks5://", "socks5h://"] {
+            assert!(err.contains(scheme), "{err}");
+        }
     }
 }

@@ -6,7 +6,8 @@ use super::ConfigError;
 
 /// Where configuration values come from: the process environment, or a map in tests.
 pub trait Source {
-    /// The value of `name`, with surrounding white space removed; `None` when unset or empty.
+    /// The value of `name`, with surrounding white space and one pair of matching quotes
+    /// removed; `None` when unset or empty.
     fn get(&self, name: &str) -> Option<String>;
 
     /// The first of `names` that is set, with the name it was found under.
@@ -21,9 +22,24 @@ where
 {
     fn get(&self, name: &str) -> Option<String> {
         self(name)
-            .map(|v| v.trim().to_owned())
+            .map(|v| unquote(v.trim()).trim().to_owned())
             .filter(|v| !v.is_empty())
     }
+}
+
+/// `v` without one pair of matching quotes around it. `docker run --env-file` (unlike a `.env`
+/// read by the server, or compose's `env_file`) keeps quotes as part of the value, so that
+/// `ACCOUNTS="a@b.c:pw"` or `MODEL_TO_ACCOUNT_MAP='{"m":["a@b.c"]}'` would otherwise arrive
+/// with its quotes. A value holding its quote character inside as well is left as it is.
+pub fn unquote(v: &str) -> &str {
+    for q in ['"', '\''] {
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
+            if !inner.contains(q) {
+                return inner;
+            }
+        }
+    }
+    v
 }
 
 pub fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
@@ -176,5 +192,23 @@ mod tests {
                 .contains('C')
         );
         assert_eq!(seconds_or(&s, "D", 1.0).unwrap(), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn one_pair_of_matching_quotes_is_removed_as_docker_env_files_keep_them() {
+        let s = src(&[
+            ("A", "\"a@b.c:pw\""),
+            ("B", r#"'{"m":["a@b.c"]}'"#),
+            ("C", "\"half"),
+            ("D", r#""say "hi"""#),
+            ("E", "' '"),
+            ("F", "'mixed\""),
+        ]);
+        assert_eq!(s.get("A").as_deref(), Some("a@b.c:pw"));
+        assert_eq!(s.get("B").as_deref(), Some(r#"{"m":["a@b.c"]}"#));
+        assert_eq!(s.get("C").as_deref(), Some("\"half"));
+        assert_eq!(s.get("D").as_deref(), Some(r#""say "hi"""#));
+        assert_eq!(s.get("E"), None, "quoted blank is unset");
+        assert_eq!(s.get("F").as_deref(), Some("'mixed\""));
     }
 }

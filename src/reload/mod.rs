@@ -2,6 +2,7 @@
 //! validates it, then applies account and key changes without touching in-flight requests.
 //! A watcher on the file's folder does the same when the file changes (`watch`).
 
+mod dotenv;
 mod watch;
 
 pub use watch::{Watch, watch};
@@ -40,7 +41,22 @@ pub struct ReloadOutcome {
     pub keys_changed: bool,
     /// Changed variables that only take effect after a restart.
     pub restart_required: Vec<String>,
+    /// Present only when there was no `.env` file: says so, and what was re-read instead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_file: Option<NoFile>,
 }
+
+/// A reload of a server configured from the environment alone.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NoFile {
+    /// The path looked at (`ENV_FILE`, default `.env`).
+    pub env_file: String,
+    pub message: String,
+}
+
+/// A configuration file's text and its variables.
+type FileRead = (String, HashMap<String, String>);
 
 /// Knows where configuration comes from: the process environment as it was before `.env` was
 /// read (it wins), and the `.env` file.
@@ -86,31 +102,36 @@ impl Reloader {
         &self.env_file
     }
 
-    /// The file's text and values; a missing file is empty at start and an error later (an
-    /// editor may have the file half-replaced: nothing is dropped because of that).
-    fn read_file(&self, at_start: bool) -> Result<(String, HashMap<String, String>), ReloadError> {
+    /// The file's text and values; `None` when there is no file and there was none at the
+    /// last load either. A file that was there and is missing now is an error (an editor may
+    /// have it half-replaced: nothing is dropped because of that).
+    fn read_file(&self, at_start: bool) -> Result<Option<FileRead>, ReloadError> {
         let path = self.env_file.display().to_string();
         let raw = match std::fs::read_to_string(&self.env_file) {
             Ok(raw) => raw,
-            Err(e) if at_start && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok((String::new(), HashMap::new()));
-            }
-            Err(e) => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let had_file = self
+                    .last_raw
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some();
+                if at_start || !had_file {
+                    return Ok(None);
+                }
                 return Err(ReloadError::File {
                     path,
                     reason: e.to_string(),
                 });
             }
+            Err(e) => {
+                return Err(ReloadError::File {
+                    path: absolute(&self.env_file),
+                    reason: dotenv::unreadable(&self.env_file, &e),
+                });
+            }
         };
-        let vars = dotenvy::from_read_iter(raw.as_bytes())
-            .map(|item| {
-                item.map_err(|e| ReloadError::File {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<HashMap<_, _>, _>>()?;
-        Ok((raw, vars))
+        let vars = dotenv::parse(&raw).map_err(|reason| ReloadError::File { path, reason })?;
+        Ok(Some((raw, vars)))
     }
 
     fn merged(&self, file: &HashMap<String, String>) -> BTreeMap<String, String> {
@@ -131,7 +152,8 @@ impl Reloader {
 
     /// Reads and validates the configuration at start.
     pub fn load(&self) -> Result<Config, ReloadError> {
-        let (raw, file) = self.read_file(true)?;
+        let (raw, file) = self.read_file(true)?.unzip();
+        let file = file.unwrap_or_default();
         *self
             .file_at_start
             .lock()
@@ -143,7 +165,7 @@ impl Reloader {
     /// names of the variables that changed since the last load.
     fn apply(
         &self,
-        raw: String,
+        raw: Option<String>,
         file: &HashMap<String, String>,
     ) -> Result<(Config, Vec<String>), ReloadError> {
         let vars = self.merged(file);
@@ -159,7 +181,7 @@ impl Reloader {
         changed.sort();
         changed.dedup();
         *applied = vars;
-        *self.last_raw.lock().unwrap_or_else(PoisonError::into_inner) = Some(raw);
+        *self.last_raw.lock().unwrap_or_else(PoisonError::into_inner) = raw;
         Ok((config, changed))
     }
 }
@@ -172,8 +194,19 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
             reason: "this server was started without a configuration file".into(),
         });
     };
-    let (raw, file) = reloader.read_file(false)?;
-    let (config, changed) = reloader.apply(raw, &file)?;
+    let (raw, file) = reloader.read_file(false)?.unzip();
+    let no_file = raw.is_none().then(|| {
+        let env_file = absolute(reloader.env_file());
+        NoFile {
+            message: format!(
+                "there is no configuration file at {env_file} (ENV_FILE): only the process \
+                 environment as the server started with was read again, so nothing can have \
+                 changed; create the file or set ENV_FILE to reload from a file"
+            ),
+            env_file,
+        }
+    });
+    let (config, changed) = reloader.apply(raw, &file.unwrap_or_default())?;
     let keys_changed = changed.iter().any(|c| c == "API_KEY" || c == "ADMIN_KEY");
     if keys_changed {
         state.keys().set_env(&config.keys);
@@ -204,7 +237,16 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
         accounts: report,
         keys_changed,
         restart_required,
+        no_file,
     })
+}
+
+/// `path` made absolute (against the working directory), for messages.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
 }
 
 /// Whether the file's bytes differ from those last applied (reading it is not a change).

@@ -28,6 +28,10 @@ pub enum UpstreamError {
     /// The upstream refused the request as malformed; another account would refuse it too.
     #[error("upstream rejected the request: {0}")]
     Rejected(String),
+    /// No connection could be made (refused, DNS, TLS handshake, proxy down): nothing was
+    /// sent, and the account is not at fault.
+    #[error("the upstream could not be reached: {0}")]
+    Unreachable(String),
     /// 5xx, connection reset, timeout, "Internal error".
     #[error("upstream failure: {0}")]
     Transient(String),
@@ -44,6 +48,7 @@ impl UpstreamError {
             UpstreamError::Auth(_)
             | UpstreamError::RateLimited { .. }
             | UpstreamError::ChatInProgress
+            | UpstreamError::Unreachable(_)
             | UpstreamError::Transient(_)
             | UpstreamError::EmptyAnswer
             | UpstreamError::ThinkingOnly => true,
@@ -64,6 +69,7 @@ impl UpstreamError {
             UpstreamError::ContentFilter(_) => "content_filter",
             UpstreamError::NotFound(_) => "not_found",
             UpstreamError::Rejected(_) => "rejected",
+            UpstreamError::Unreachable(_) => "unreachable",
             UpstreamError::Transient(_) => "transient",
             UpstreamError::EmptyAnswer => "empty_answer",
             UpstreamError::ThinkingOnly => "thinking_only",
@@ -71,6 +77,9 @@ impl UpstreamError {
     }
 
     pub fn from_reqwest(err: &reqwest::Error) -> Self {
+        if err.is_connect() {
+            return UpstreamError::Unreachable(format!("could not connect: {err}"));
+        }
         let what = if err.is_timeout() {
             "timed out"
         } else if err.is_connect() {

@@ -878,3 +878,89 @@ async fn reload_config_reports_nothing_changed_for_an_unchanged_file() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn reload_config_without_a_file_is_200_and_says_what_was_read() {
+    let app = app(1).await;
+    let (status, v) = admin(&app, "POST", "/api/reloadConfig", None).await;
+    assert_eq!(status, 200, "{v}");
+    let d = &v["data"];
+    assert_eq!(
+        d["accounts"],
+        json!({"added": [], "removed": [], "updated": []})
+    );
+    assert_eq!(d["keysChanged"], false, "{v}");
+    assert_eq!(d["restartRequired"], json!([]), "{v}");
+    let path = app
+        .state
+        .reloader()
+        .unwrap()
+        .env_file()
+        .display()
+        .to_string();
+    assert_eq!(d["noFile"]["envFile"], path.as_str(), "{v}");
+    let message = d["noFile"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no configuration file") && message.contains("environment"),
+        "{message}"
+    );
+    // A file created later is read by the next reload.
+    std::fs::create_dir_all(std::path::Path::new(&path).parent().unwrap()).unwrap();
+    std::fs::write(&path, "API_KEY=sk-from-the-new-file\n").unwrap();
+    let (status, v) = admin(&app, "POST", "/api/reloadConfig", None).await;
+    let _ = std::fs::remove_dir_all(std::path::Path::new(&path).parent().unwrap());
+    assert_eq!(status, 200, "{v}");
+    assert!(v["data"].get("noFile").is_none(), "{v}");
+}
+
+#[tokio::test]
+async fn failure_count_counts_every_class_of_failure_since_the_last_success() {
+    async fn count(app: &TestApp) -> u64 {
+        health(app).await["accounts"][0]["failureCount"]
+            .as_u64()
+            .unwrap()
+    }
+    let app = app(1).await;
+    app.fake
+        .push_completion(None, Reply::json(500, json!({"detail": "boom"})));
+    let resp = app.chat(body(MODEL, false)).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(count(&app).await, 1, "transient");
+    // Back in service; a success ends the count.
+    app.state.proxy().pool().accounts()[0].set_health(qwen2api::accounts::Health::Active);
+    chat_ok(&app, KEY).await;
+    assert_eq!(count(&app).await, 0);
+    app.fake.push_completion(
+        None,
+        Reply::json(429, json!({"detail": "Too many requests"})),
+    );
+    assert_eq!(app.chat(body(MODEL, false)).await.status(), 429);
+    assert_eq!(count(&app).await, 1, "rate limit");
+    app.fake.revoke("acct1");
+    app.state.proxy().pool().accounts()[0].apply_status(&qwen2api::store::AccountStatus {
+        state: qwen2api::store::HealthState::Active,
+        until_ms: None,
+        reason: None,
+        failure_count: 1,
+        last_used_ms: None,
+    });
+    assert_eq!(app.chat(body(MODEL, false)).await.status(), 503);
+    assert_eq!(count(&app).await, 2, "auth");
+}
+
+#[tokio::test]
+async fn requests_made_with_the_first_api_key_standing_in_for_admin_count_under_its_own_id() {
+    // No ADMIN_KEY: the first API_KEY is also the admin key.
+    let app = TestApp::with_accounts(1, &[]).await;
+    chat_ok(&app, KEY).await;
+    let resp = app.get("/api/usage?days=1").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let ids: Vec<&str> = v["data"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["env-1"], "{v}");
+}

@@ -66,7 +66,7 @@ async fn public_routes_need_no_key() {
         .unwrap();
     assert_eq!(
         h,
-        json!({"status": "ok", "accounts": {"total": 2, "usable": 2}})
+        json!({"status": "ok", "ready": true, "accounts": {"total": 2, "usable": 2}})
     );
     let m = app.http.get(app.url("/models")).send().await.unwrap();
     assert_eq!(m.status(), 200);

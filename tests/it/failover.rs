@@ -1083,3 +1083,63 @@ async fn a_black_holed_first_address_leaves_the_next_its_share_of_the_connect_ti
     );
     assert_eq!(fake.count("GET", "/api/models"), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A refused connection: the upstream is unreachable, no account is at fault
+
+#[tokio::test]
+async fn a_refused_connection_is_502_unreachable_and_cools_no_account() {
+    let fake = FakeQwen::start().await;
+    let token = fake.add_token("acct1");
+    // A port nothing listens on: every connection is refused.
+    let closed = format!("http://127.0.0.1:{}", common::binary::free_port());
+    let cookies = format!("token={token}");
+    let app = TestApp::spawn_with(
+        fake,
+        &[("QWEN_BASE_URL", &closed), ("QWEN_COOKIES", &cookies)],
+    )
+    .await;
+    for stream in [false, true, false] {
+        let retry = expect_error(&app, stream, 502, "server_error", "upstream_unreachable").await;
+        assert_eq!(retry, None);
+    }
+    // Not "rate-limited or cooling down" on the next request: the account stays usable, and
+    // its failures are counted.
+    assert_eq!(health(&app, 0), Health::Active);
+    let status = app.state.proxy().pool().accounts()[0].status();
+    assert_eq!(status.failure_count, 3);
+    assert!(leases_released(&app).await);
+}
+
+// The upstream forgot its tokens (a restart): sign in again and retry on the same account
+
+#[tokio::test]
+async fn a_rejected_token_of_a_password_account_signs_in_again_and_the_request_succeeds() {
+    let fake = FakeQwen::start().await;
+    fake.add_user("a@example.com", "pw-a");
+    let app = TestApp::spawn_with(fake, &[("ACCOUNTS", "a@example.com:pw-a")]).await;
+    assert_eq!(app.fake.sign_ins().len(), 1);
+    app.fake.revoke("a@example.com");
+    for stream in [false, true] {
+        expect_answer(&app, stream).await;
+        if !stream {
+            assert_eq!(app.fake.sign_ins().len(), 2, "signed in again once");
+            assert_eq!(presented(&app, "a@example.com", CHATS_NEW), 2);
+            assert_eq!(completions(&app, "a@example.com"), 1);
+        }
+    }
+    assert_eq!(app.fake.sign_ins().len(), 2, "the new token serves on");
+    assert_eq!(health(&app, 0), Health::Active);
+    assert!(leases_released(&app).await);
+
+    // Rejected again right after: no second sign-in inside the window, the account is disabled.
+    app.fake.revoke("a@example.com");
+    expect_error(&app, false, 503, "server_error", "no_available_account").await;
+    assert_eq!(app.fake.sign_ins().len(), 2);
+    assert_eq!(
+        health(&app, 0),
+        Health::Disabled {
+            reason: "token_rejected".into()
+        }
+    );
+}

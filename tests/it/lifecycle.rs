@@ -461,9 +461,11 @@ async fn account_min_interval_spaces_requests_on_one_account() {
         .collect();
     starts.sort();
     assert_eq!(starts.len(), 3);
+    // Spaced when sent; seen by the fake after a connection that may be new (the first) or
+    // pooled, so an arrival gap can be a little shorter than the interval, never near zero.
     for pair in starts.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= Duration::from_millis(280), "{gap:?} apart");
+        assert!(gap >= Duration::from_millis(200), "{gap:?} apart");
     }
 }
 
@@ -541,7 +543,10 @@ async fn upstream_proxy_carries_accounts_without_their_own() {
         0,
         "acct2 never got through"
     );
-    assert!(matches!(health(&app, "account_2"), Health::Cooling { .. }));
+    // The egress is at fault, not the account: it is not cooled (its failures are counted).
+    assert_eq!(health(&app, "account_2"), Health::Active);
+    let account_2 = app.state.proxy().pool().get("account_2").unwrap();
+    assert!(account_2.status().failure_count >= 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -685,6 +690,13 @@ async fn passthrough_uses_the_callers_bearer_as_the_qwen_token() {
     assert_eq!(status, 200);
     assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     assert_eq!(last_label(&app.fake), "bob");
+    // Each chat is deleted once its answer has been sent: wait for the last deletion.
+    let all_deleted = || {
+        let requests = app.fake.requests();
+        let deleted = requests.iter().filter(|r| r.method == "DELETE").count();
+        deleted == app.fake.count("POST", CHATS_NEW)
+    };
+    assert!(common::eventually(Duration::from_secs(5), all_deleted).await);
 
     // No bearer: 401, nothing sent upstream.
     let before = app.fake.requests().len();
@@ -710,4 +722,40 @@ async fn passthrough_uses_the_callers_bearer_as_the_qwen_token() {
             .any(|r| r.header("authorization") == Some("Bearer not-a-qwen-token")),
         "the bearer is sent upstream as the token"
     );
+}
+
+#[tokio::test]
+async fn an_unknown_model_is_404_also_right_after_a_start_where_no_account_signed_in() {
+    let fake = FakeQwen::start().await;
+    fake.add_user("a@example.com", "the-right-one");
+    // Like chat.qwen.ai, the list is refused without an account: the built-in list stands in.
+    fake.set_models_reply(Reply::json(401, json!({"detail": "Unauthorized"})));
+    let app = TestApp::spawn_with(fake, &[("ACCOUNTS", "a@example.com:a-wrong-one")]).await;
+    assert!(matches!(
+        health(&app, "a@example.com"),
+        Health::Disabled { .. }
+    ));
+    let (status, _, text) = send(&app, KEY, &body("no-such-model", false))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "no account: {text}");
+    // An account can serve now (here: added at runtime; a reload or a re-test does the same).
+    app.fake.set_models(common::fake_qwen::default_models());
+    app.fake.add_user("b@example.com", "pw-b");
+    app.state
+        .accounts()
+        .add(qwen2api::accounts::AddAccount::Password {
+            email: "b@example.com".into(),
+            password: qwen2api::config::Secret::new("pw-b"),
+        })
+        .await
+        .unwrap();
+    let (status, _, text) = send(&app, KEY, &body("no-such-model", false))
+        .await
+        .unwrap();
+    assert_eq!(status, 404, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found", "{v}");
+    assert_eq!(app.fake.count("POST", CHATS_NEW), 0);
+    chat_ok(&app, body(MODEL, false)).await;
 }

@@ -19,6 +19,7 @@ mod lifecycle;
 mod limits;
 mod media;
 mod memory_release;
+mod newcomer;
 mod openai_client;
 mod persistence;
 mod prewarm;

@@ -169,6 +169,7 @@ fn debug_output_hides_secrets() {
         ("DATA_ENCRYPTION_KEY", "DEBUGENC6"),
         ("REDIS_URL", "redis://:DEBUGREDIS7@127.0.0.1:6379"),
         ("DATA_SAVE_MODE", "none"),
+        ("ENV_FILE", &common::no_env_file()),
     ]
     .iter()
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

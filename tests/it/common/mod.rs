@@ -33,6 +33,17 @@ pub const KEY: &str = "sk-test-key";
 
 /// Serving loops of a `TestApp` (the binary runs one per core).
 const TEST_LOOPS: usize = 2;
+/// An `ENV_FILE` for a test server that names no file: a path inside a folder that does not
+/// exist. Test servers run with the package root as their working directory, where a
+/// developer keeps the `.env` of their own server (with real accounts): the default `.env`
+/// would read it and change what the tests see.
+pub fn no_env_file() -> String {
+    std::env::temp_dir()
+        .join(format!("qwen2api-no-env-{}", uuid::Uuid::new_v4().simple()))
+        .join(".env")
+        .to_string_lossy()
+        .into_owned()
+}
 
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -56,13 +67,15 @@ impl TestApp {
         TestApp::spawn_with(fake, &all).await
     }
 
-    /// A server configured by `vars` (plus `API_KEY` and the fake's URL unless given).
+    /// A server configured by `vars` (plus `API_KEY` and the fake's URL unless given). It
+    /// reads no `.env` unless `vars` names one with `ENV_FILE` (see [`no_env_file`]).
     pub async fn spawn_with(fake: FakeQwen, vars: &[(&str, &str)]) -> TestApp {
         let base = fake.base_url();
         let mut owned: Vec<(String, String)> = vec![
             ("API_KEY".into(), KEY.into()),
             ("QWEN_BASE_URL".into(), base),
             ("DATA_SAVE_MODE".into(), "none".into()),
+            ("ENV_FILE".into(), no_env_file()),
         ];
         for (k, v) in vars {
             owned.retain(|(name, _)| name != k);
