@@ -5,8 +5,8 @@ pub mod api;
 pub mod app;
 pub mod body;
 pub mod catalog;
-pub mod chat;
 pub mod config;
+pub mod conversation;
 pub mod error;
 pub mod event_loop;
 pub mod fuzzing;
@@ -14,16 +14,19 @@ pub mod keys;
 pub mod media;
 pub mod memory;
 pub mod openai;
-pub mod prewarm;
 pub mod proxy;
 pub mod reload;
 pub mod state;
 pub mod store;
-pub mod stream;
 pub mod telemetry;
-pub mod translate;
 pub mod upstream;
 pub mod usage;
 
 pub use config::Config;
 pub use state::AppState;
+
+// Old paths, kept for one commit while the files move.
+pub use conversation as chat;
+pub use openai as translate;
+pub use proxy::prewarm;
+pub use upstream::qwen::stream;

@@ -474,7 +474,7 @@ async fn compressed_answers_are_decompressed() {
 async fn https_with_the_platform_verifier_and_an_extra_root() {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/upstream/h1/testdata");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/upstream/qwen/h1/testdata");
     let cert = CertificateDer::from_pem_file(format!("{dir}/localhost.pem")).unwrap();
     let key = PrivateKeyDer::from_pem_file(format!("{dir}/localhost.key")).unwrap();
     let ca = CertificateDer::from_pem_file(format!("{dir}/ca.pem")).unwrap();

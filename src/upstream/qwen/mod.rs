@@ -2,13 +2,13 @@
 //! chat. A narrow seam, so that another upstream can sit beside it later.
 
 mod answer;
-pub mod error;
 pub mod files;
 pub(crate) mod h1;
 pub mod headers;
 pub mod oss;
 pub mod payload;
 pub(crate) mod scan;
+pub mod stream;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -20,8 +20,9 @@ use futures::Stream;
 use reqwest::{Method, RequestBuilder, Response};
 use sha2::{Digest, Sha256};
 
+use super::error;
+pub use super::error::UpstreamError;
 use answer::Answer;
-pub use error::UpstreamError;
 pub use headers::{CallKind, Credentials};
 
 use crate::chat::ChatRequest;

@@ -1,9 +1,9 @@
 use super::frame;
 use crate::upstream::wire::Frame;
 
-const FAST: &str = include_str!("../../../tests/fixtures/qwen/capture_fast_answer.sse");
+const FAST: &str = include_str!("../../../../tests/fixtures/qwen/capture_fast_answer.sse");
 const THINKING: &str =
-    include_str!("../../../tests/fixtures/qwen/capture_thinking_answer_abridged.txt");
+    include_str!("../../../../tests/fixtures/qwen/capture_thinking_answer_abridged.txt");
 
 /// Every `data:` payload of the captures.
 fn captured() -> Vec<&'static str> {

@@ -1,13 +1,13 @@
 //! Upstream SSE → internal answer events: an SSE parser feeding a named decoder state machine.
 
 mod decoder;
+mod parser;
 mod search;
-mod sse;
 
 use futures::{Stream, StreamExt};
 
 pub use decoder::{DecodeOptions, Decoder, Step};
-use sse::SseParser;
+use parser::SseParser;
 
 use crate::chat::AnswerEvent;
 use crate::upstream::{ByteStream, UpstreamError};

@@ -17,6 +17,8 @@ use crate::upstream::files::TaskState;
 use crate::upstream::{Credentials, QwenClient, UpstreamError};
 use crate::usage::UsageRecorder;
 
+pub mod prewarm;
+
 /// How long a client is told to wait after a WAF challenge.
 const CHALLENGE_RETRY_AFTER: Duration = Duration::from_secs(30);
 
