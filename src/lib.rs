@@ -24,9 +24,3 @@ pub mod usage;
 
 pub use config::Config;
 pub use state::AppState;
-
-// Old paths, kept for one commit while the files move.
-pub use conversation as chat;
-pub use openai as translate;
-pub use proxy::prewarm;
-pub use upstream::qwen::stream;

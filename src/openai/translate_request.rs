@@ -1,37 +1,19 @@
-//! OpenAI chat request → internal `ChatRequest`: validation, flattening (protocol §5.3) and
-//! the thinking switch.
+//! OpenAI chat request → the neutral conversation: validation, messages with their parts, tool
+//! calls and tool results, and the options (the thinking switch among them). Pure: media parts
+//! arrive already read (see `media::input`).
 
-use crate::catalog::Resolved;
-use crate::chat::{ChatRequest, ChatType};
+use crate::conversation::{
+    self, ChatType, InvalidRequest, Media, Message as ConvMessage, Part, ResponseFormat,
+    Role as ConvRole, Thinking, Tool, ToolCall, ToolChoice, ToolResult,
+};
 use crate::openai::{ChatCompletionRequest, ContentPart, Message, MessageContent, Role};
 
-/// A request we refuse, with what a client needs to fix it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvalidRequest {
-    pub message: String,
-    pub param: Option<String>,
-    pub code: &'static str,
-}
-
-impl InvalidRequest {
-    pub fn new(message: impl Into<String>, param: impl Into<String>, code: &'static str) -> Self {
-        Self {
-            message: message.into(),
-            param: Some(param.into()),
-            code,
-        }
-    }
-
-    /// A `size` that maps to none of the site's ratios.
-    pub fn bad_size(size: &str) -> Self {
-        Self::new(
-            format!(
-                "size {size:?} is not supported; use WIDTHxHEIGHT such as 1024x1024, or a ratio 1:1, 4:3, 3:4, 16:9, 9:16"
-            ),
-            "size",
-            "invalid_value",
-        )
-    }
+/// A media part read from `messages[message].content[part]`.
+#[derive(Clone, Debug)]
+pub struct MediaAt {
+    pub message: usize,
+    pub part: usize,
+    pub media: Media,
 }
 
 /// Checks what can be checked without the model list. Returns whether `tools` will be ignored.
@@ -110,143 +92,218 @@ pub fn check_request(
     Ok(has_tools)
 }
 
-/// What decided thinking, for the log: the final value and the budget.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ThinkingChoice {
-    pub enabled: bool,
-    pub budget: Option<u64>,
-}
-
-/// Builds the internal request for an already checked OpenAI request and its resolved model.
-/// Media parts are not read here (see `media::input`); `attachments` starts empty.
-pub fn chat_request(req: &ChatCompletionRequest, model: &Resolved) -> ChatRequest {
-    let thinking = thinking(req, model);
-    let asked = req.chat_type.as_deref().and_then(ChatType::parse);
-    let chat_type = match (model.media, asked) {
-        (Some(t), _) | (None, Some(t)) => t,
-        (None, None) if model.search => ChatType::Search,
-        (None, None) => ChatType::Text,
-    };
-    let prompt = if chat_type.feature().is_some() {
-        // Generation takes the instruction, not a transcript.
-        last_user_text(&req.messages)
-    } else {
-        flatten(&req.messages)
-    };
-    // `size` was checked by `check_request`.
-    let size = if chat_type.feature().is_some() {
-        crate::media::size::requested_ratio(req.size.as_deref(), &prompt)
-            .ok()
-            .flatten()
-    } else {
-        None
-    };
-    ChatRequest {
-        model: model.upstream_id.clone(),
-        prompt,
-        thinking: thinking.enabled,
-        thinking_budget: thinking.budget,
-        chat_type,
-        attachments: Vec::new(),
-        size,
+/// The conversation an already checked request describes. `media` are its media parts, read;
+/// `extra` (files of a multipart form) join the last user message.
+pub fn to_conversation(
+    req: &ChatCompletionRequest,
+    media: Vec<MediaAt>,
+    extra: Vec<Media>,
+    reasoning_shown: bool,
+) -> conversation::Request {
+    let mut media = media.into_iter().peekable();
+    let mut messages: Vec<ConvMessage> = req
+        .messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mut parts = Vec::new();
+            match &m.content {
+                None => {}
+                Some(MessageContent::Text(t)) => parts.push(Part::Text(t.clone())),
+                Some(MessageContent::Parts(ps)) => {
+                    for (j, p) in ps.iter().enumerate() {
+                        if let ContentPart::Text { text } = p {
+                            parts.push(Part::Text(text.clone()));
+                        }
+                        while let Some(at) = media.next_if(|a| a.message == i && a.part == j) {
+                            parts.push(Part::Media(at.media));
+                        }
+                    }
+                }
+            }
+            message(m, parts)
+        })
+        .collect();
+    if !extra.is_empty() {
+        let last_user = messages.iter_mut().rev().find(|m| m.role == ConvRole::User);
+        match last_user {
+            Some(m) => m.parts.extend(extra.into_iter().map(Part::Media)),
+            None => messages.push(ConvMessage::new(
+                ConvRole::User,
+                extra.into_iter().map(Part::Media).collect(),
+            )),
+        }
+    }
+    conversation::Request {
+        model: req.model.clone(),
+        messages,
+        options: conversation::Options {
+            thinking: thinking(req),
+            reasoning_shown,
+            chat_type: req.chat_type.as_deref().and_then(ChatType::parse),
+            size: req.size.clone(),
+            temperature: req.temperature.as_ref().and_then(serde_json::Value::as_f64),
+            top_p: req.top_p.as_ref().and_then(serde_json::Value::as_f64),
+            max_tokens: req
+                .max_completion_tokens
+                .as_ref()
+                .or(req.max_tokens.as_ref())
+                .and_then(serde_json::Value::as_u64),
+            stop: match &req.stop {
+                Some(serde_json::Value::String(s)) => vec![s.clone()],
+                Some(serde_json::Value::Array(a)) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
+                _ => Vec::new(),
+            },
+            tools: req.tools.iter().flatten().filter_map(tool).collect(),
+            tool_choice: tool_choice(req.tool_choice.as_ref()),
+            parallel_tool_calls: req
+                .parallel_tool_calls
+                .as_ref()
+                .and_then(serde_json::Value::as_bool),
+            response_format: response_format(req.response_format.as_ref()),
+            session: req.user.clone().filter(|u| !u.is_empty()),
+        },
     }
 }
 
-/// The text of the last user message (falling back to the flattened conversation).
-fn last_user_text(messages: &[Message]) -> String {
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.role == Role::User)
-        .map(text_of)
-        .filter(|t| !t.trim().is_empty())
-        .unwrap_or_else(|| flatten(messages))
+/// One message with its parts: `developer` is a system message, `function` a tool result;
+/// an assistant's `tool_calls` and a tool message's `tool_call_id` are kept.
+fn message(m: &Message, parts: Vec<Part>) -> ConvMessage {
+    let role = match m.role {
+        Role::System | Role::Developer => ConvRole::System,
+        Role::User => ConvRole::User,
+        Role::Assistant => ConvRole::Assistant,
+        Role::Tool | Role::Function => ConvRole::Tool,
+    };
+    let parts = if role == ConvRole::Tool {
+        vec![Part::ToolResult(ToolResult {
+            call_id: m
+                .tool_call_id
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            name: m
+                .name
+                .as_ref()
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            is_error: false,
+            content: parts,
+        })]
+    } else {
+        parts
+    };
+    let mut out = ConvMessage::new(role, parts);
+    out.reasoning = match &m.reasoning_content {
+        Some(serde_json::Value::String(r)) => Some(r.clone()),
+        _ => None,
+    };
+    out.tool_calls = m
+        .tool_calls
+        .as_ref()
+        .and_then(serde_json::Value::as_array)
+        .map(|calls| calls.iter().filter_map(tool_call).collect())
+        .unwrap_or_default();
+    out
 }
 
-/// The model suffix sets the default; explicit request fields override it; models that must
-/// think always do.
-fn thinking(req: &ChatCompletionRequest, model: &Resolved) -> ThinkingChoice {
-    let mut enabled = model.thinking;
+/// `{"id","type":"function","function":{"name","arguments"}}`.
+fn tool_call(v: &serde_json::Value) -> Option<ToolCall> {
+    let f = v.get("function")?;
+    Some(ToolCall {
+        id: v
+            .get("id")
+            .and_then(|i| i.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        name: f.get("name")?.as_str()?.to_owned(),
+        arguments: match f.get("arguments") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        },
+    })
+}
+
+/// `{"type":"function","function":{"name","description","parameters"}}`.
+fn tool(v: &serde_json::Value) -> Option<Tool> {
+    let f = v.get("function")?;
+    Some(Tool {
+        name: f.get("name")?.as_str()?.to_owned(),
+        description: f
+            .get("description")
+            .and_then(|d| d.as_str())
+            .map(str::to_owned),
+        parameters: f.get("parameters").cloned(),
+    })
+}
+
+fn tool_choice(v: Option<&serde_json::Value>) -> ToolChoice {
+    match v {
+        Some(serde_json::Value::String(s)) if s == "none" => ToolChoice::None,
+        Some(serde_json::Value::String(s)) if s == "required" => ToolChoice::Required,
+        Some(o @ serde_json::Value::Object(_)) => o
+            .pointer("/function/name")
+            .and_then(|n| n.as_str())
+            .map_or(ToolChoice::Required, |n| ToolChoice::Named(n.to_owned())),
+        _ => ToolChoice::Auto,
+    }
+}
+
+fn response_format(v: Option<&serde_json::Value>) -> ResponseFormat {
+    let Some(v) = v else {
+        return ResponseFormat::Text;
+    };
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("json_object") => ResponseFormat::JsonObject,
+        Some("json_schema") => ResponseFormat::JsonSchema(
+            v.get("json_schema")
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
+        _ => ResponseFormat::Text,
+    }
+}
+
+/// The client's thinking switch from every field that may carry it, later ones overriding
+/// earlier ones: `thinking.type`, `enable_thinking`, `reasoning_effort` (or `reasoning.effort`),
+/// then `thinking_budget` (which switches thinking on or off only when neither of the two before
+/// it was given). The model's own default applies where none was given.
+fn thinking(req: &ChatCompletionRequest) -> Thinking {
+    let mut enabled = None;
     let mut budget = None;
     if let Some(t) = &req.thinking {
         match t.kind.as_deref() {
-            Some("enabled") => enabled = true,
-            Some("disabled") => enabled = false,
+            Some("enabled") => enabled = Some(true),
+            Some("disabled") => enabled = Some(false),
             _ => {}
         }
         budget = t.budget_tokens.or(budget);
     }
     if let Some(b) = req.enable_thinking {
-        enabled = b;
+        enabled = Some(b);
     }
     let effort = req
         .reasoning_effort
         .as_deref()
         .or(req.reasoning.as_ref().and_then(|r| r.effort.as_deref()));
     if let Some(e) = effort {
-        enabled = !matches!(e.to_ascii_lowercase().as_str(), "none" | "minimal");
+        enabled = Some(!matches!(
+            e.to_ascii_lowercase().as_str(),
+            "none" | "minimal"
+        ));
     }
     if let Some(b) = req.thinking_budget {
         budget = Some(b);
         if req.enable_thinking.is_none() && effort.is_none() {
-            enabled = b > 0;
+            enabled = Some(b > 0);
         }
     }
-    if model.must_think {
-        enabled = true;
-    }
-    ThinkingChoice {
-        enabled,
-        budget: budget.filter(|b| *b > 0),
-    }
-}
-
-fn text_of(m: &Message) -> String {
-    match &m.content {
-        None => String::new(),
-        Some(MessageContent::Text(t)) => t.clone(),
-        Some(MessageContent::Parts(parts)) => parts
-            .iter()
-            .filter_map(|p| match p {
-                ContentPart::Text { text } => Some(text.as_str()),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
-/// The conversation as the one user turn the web chat accepts: system messages merged first;
-/// a single message as is; a longer history as `role:text` items joined with `;`.
-pub fn flatten(messages: &[Message]) -> String {
-    let system: Vec<String> = messages
-        .iter()
-        .filter(|m| matches!(m.role, Role::System | Role::Developer))
-        .map(text_of)
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut items: Vec<(&'static str, String)> = Vec::new();
-    if !system.is_empty() {
-        items.push(("system", system.join("\n")));
-    }
-    for m in messages
-        .iter()
-        .filter(|m| !matches!(m.role, Role::System | Role::Developer))
-    {
-        let text = text_of(m);
-        if !text.is_empty() {
-            items.push((m.role.as_str(), text));
-        }
-    }
-    match items.as_slice() {
-        [] => String::new(),
-        [(_, only)] => only.clone(),
-        _ => items
-            .iter()
-            .map(|(role, text)| format!("{role}:{text}"))
-            .collect::<Vec<_>>()
-            .join(";"),
-    }
+    Thinking { enabled, budget }
 }
 
 #[cfg(test)]
@@ -257,70 +314,87 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    fn model(thinking: bool, must_think: bool) -> Resolved {
-        Resolved {
-            upstream_id: "qwen3.7-plus".into(),
-            thinking,
-            search: false,
-            must_think,
-            media: None,
-        }
+    fn conv(r: &ChatCompletionRequest) -> conversation::Request {
+        to_conversation(r, Vec::new(), Vec::new(), true)
     }
 
     #[test]
-    fn flattening_follows_the_node_project() {
-        let r = req(serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]}));
-        assert_eq!(flatten(&r.messages), "hi");
-        let r = req(serde_json::json!({"model":"m","messages":[
-            {"role":"system","content":"be brief"},
+    fn messages_keep_roles_tool_calls_and_results() {
+        let r = req(serde_json::json!({"model":"m","user":"u1","messages":[
+            {"role":"developer","content":"be brief"},
             {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
-            {"role":"assistant","content":"x","reasoning_content":"thought"},
-            {"role":"system","content":"and kind"},
-            {"role":"user","content":"again"}]}));
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"42"}],
+            "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],
+            "tool_choice":{"type":"function","function":{"name":"f"}}}));
+        let c = conv(&r);
+        let roles: Vec<_> = c.messages.iter().map(|m| m.role).collect();
         assert_eq!(
-            flatten(&r.messages),
-            "system:be brief\nand kind;user:a\nb;assistant:x;user:again"
+            roles,
+            [
+                ConvRole::System,
+                ConvRole::User,
+                ConvRole::Assistant,
+                ConvRole::Tool
+            ]
         );
+        assert_eq!(c.messages[1].joined_text(), "a\nb");
+        assert_eq!(
+            c.messages[2].tool_calls,
+            [ToolCall {
+                id: "c1".into(),
+                name: "f".into(),
+                arguments: r#"{"x":1}"#.into()
+            }]
+        );
+        let Part::ToolResult(res) = &c.messages[3].parts[0] else {
+            panic!("a tool message holds a tool result");
+        };
+        assert_eq!(res.call_id, "c1");
+        assert_eq!(c.messages[3].joined_text(), "42");
+        assert_eq!(c.options.tools[0].name, "f");
+        assert_eq!(c.options.tool_choice, ToolChoice::Named("f".into()));
+        assert_eq!(c.options.session.as_deref(), Some("u1"));
     }
 
     #[test]
     fn thinking_switches() {
         let cases = [
-            (serde_json::json!({}), model(false, false), false),
-            (serde_json::json!({}), model(true, false), true),
+            (serde_json::json!({}), (false, false), false),
+            (serde_json::json!({}), (true, false), true),
             (
                 serde_json::json!({"enable_thinking": true}),
-                model(false, false),
+                (false, false),
                 true,
             ),
             (
                 serde_json::json!({"reasoning_effort": "none"}),
-                model(true, false),
+                (true, false),
                 false,
             ),
             (
                 serde_json::json!({"reasoning_effort": "high"}),
-                model(false, false),
+                (false, false),
                 true,
             ),
             (
                 serde_json::json!({"reasoning": {"effort": "minimal"}}),
-                model(true, false),
+                (true, false),
                 false,
             ),
             (
                 serde_json::json!({"thinking_budget": 512}),
-                model(false, false),
+                (false, false),
                 true,
             ),
             (
                 serde_json::json!({"thinking": {"type": "disabled"}}),
-                model(true, false),
+                (true, false),
                 false,
             ),
             (
                 serde_json::json!({"enable_thinking": false}),
-                model(false, true),
+                (false, true),
                 true,
             ),
         ];
@@ -331,7 +405,12 @@ mod tests {
                 .unwrap()
                 .extend(extra.as_object().unwrap().clone());
             let r = req(body.clone());
-            assert_eq!(chat_request(&r, &m).thinking, want, "{body}");
+            let (default, must) = m;
+            assert_eq!(
+                conv(&r).options.thinking.decide(default, must).0,
+                want,
+                "{body}"
+            );
         }
     }
 

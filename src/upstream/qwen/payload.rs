@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use crate::chat::{Attachment, ChatRequest, ChatType, MediaSource};
+use crate::conversation::{ChatType, Media, MediaSource};
 use crate::media::MediaKind;
+use crate::upstream::Turn;
 
 /// `POST /api/v2/chats/new`.
 #[derive(Debug, Serialize)]
@@ -17,7 +18,7 @@ pub struct NewChatBody<'a> {
 }
 
 impl<'a> NewChatBody<'a> {
-    pub fn new(req: &'a ChatRequest) -> Self {
+    pub fn new(req: &'a Turn) -> Self {
         Self {
             title: "New Chat",
             models: [&req.model],
@@ -246,7 +247,7 @@ pub struct ExtraMeta {
 
 impl<'a> CompletionBody<'a> {
     /// `files` are the uploads made for this attempt's account, in attachment order.
-    pub fn new(req: &'a ChatRequest, chat_id: &'a str, files: &'a [WireFile]) -> Self {
+    pub fn new(req: &'a Turn, chat_id: &'a str, files: &'a [WireFile]) -> Self {
         let ts = now().as_secs();
         let chat_type = req.chat_type.as_str();
         let search = matches!(req.chat_type, ChatType::Search);
@@ -306,7 +307,7 @@ impl<'a> CompletionBody<'a> {
 
 /// Media passed by URL go into a content array next to the prompt; uploads go into `files[]`.
 /// For image edit the URL is a `files[]` item instead (see [`url_files`]).
-fn content(req: &ChatRequest) -> WireContent<'_> {
+fn content(req: &Turn) -> WireContent<'_> {
     if req.chat_type == ChatType::ImageEdit {
         return WireContent::Text(&req.prompt);
     }
@@ -331,13 +332,13 @@ fn content(req: &ChatRequest) -> WireContent<'_> {
 }
 
 /// `files[]` items for attachments passed by URL, which only image edit takes this way.
-pub fn url_files(req: &ChatRequest) -> Vec<WireFile> {
+pub fn url_files(req: &Turn) -> Vec<WireFile> {
     if req.chat_type != ChatType::ImageEdit {
         return Vec::new();
     }
     req.attachments
         .iter()
-        .filter_map(|a: &Attachment| match &a.source {
+        .filter_map(|a: &Media| match &a.source {
             MediaSource::Url(u) => Some(WireFile::Url {
                 kind: "image",
                 url: u.clone(),
