@@ -15,9 +15,7 @@ use futures::Stream;
 
 pub use error::UpstreamError;
 pub use qwen::files::TaskState;
-pub use qwen::headers::Credentials;
 pub use qwen::oss::StsToken;
-pub use qwen::payload::Uploaded;
 pub use qwen::wire::UpstreamModel;
 
 // chat.qwen.ai's HTTP plumbing and frame types under their first paths, for the code that
@@ -27,6 +25,40 @@ pub(crate) use qwen::{h1, wire};
 use crate::catalog::Resolved;
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, ChatType, InvalidRequest, Media, MediaKind};
+
+/// The credentials one upstream call runs with: an account's, or a caller's own.
+#[derive(Clone)]
+pub struct Credentials {
+    pub token: Secret,
+    /// Browser cookies to send along (their `token` is replaced by the current one).
+    pub cookies: Option<Secret>,
+    pub proxy: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token)
+            .field("cookies", &self.cookies)
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::config::mask_url_password),
+            )
+            .finish()
+    }
+}
+
+/// What an upload produced, enough to reference it in a message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Uploaded {
+    pub file_id: String,
+    /// The file's (often pre-signed) URL.
+    pub file_url: String,
+    /// The object key; its first segment is the account's user id.
+    pub file_path: String,
+    /// Unix milliseconds of the upload.
+    pub uploaded_at: i64,
+}
 
 /// A completion's answer, decoded: answer events ending with `Finish`, or one error.
 pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;

@@ -11,7 +11,7 @@ use futures::{Stream, StreamExt};
 
 use super::auth::Identity;
 use super::json::AppJson;
-use super::sse::{self, Frame};
+use super::sse::{self, SseEvent};
 use crate::config::ReasoningFormat;
 use crate::conversation::{ChatType, InvalidRequest, Media};
 use crate::error::AppError;
@@ -129,27 +129,30 @@ fn reasoning_format(
 }
 
 /// What one answer event is written as: most often one frame, held inline.
-type Frames = smallvec::SmallVec<[Frame; 2]>;
+type SseEvents = smallvec::SmallVec<[SseEvent; 2]>;
 
-fn one(frame: Frame) -> Frames {
+fn one(frame: SseEvent) -> SseEvents {
     smallvec::smallvec![frame]
 }
 
 /// The SSE frames of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
-fn frames(mut events: AnswerStream, mut enc: StreamEncoder) -> impl Stream<Item = Frames> + Send {
+fn frames(
+    mut events: AnswerStream,
+    mut enc: StreamEncoder,
+) -> impl Stream<Item = SseEvents> + Send {
     async_stream::stream! {
         while let Some(item) = events.next().await {
             match item {
                 Ok(Streamed::KeepAlive) => yield one(sse::keep_alive()),
-                Ok(Streamed::Event(ev)) => yield enc.event(ev).into_iter().map(Frame::Data).collect(),
+                Ok(Streamed::Event(ev)) => yield enc.event(ev).into_iter().map(SseEvent::Data).collect(),
                 Err(e) => {
                     let err = AppError::from(e);
                     tracing::warn!(error = %err, "stream ended with an error event");
-                    yield one(Frame::Data(err.render().body()));
+                    yield one(SseEvent::Data(err.render().body()));
                     break;
                 }
             }
         }
-        yield one(Frame::Data("[DONE]".to_owned()));
+        yield one(SseEvent::Data("[DONE]".to_owned()));
     }
 }

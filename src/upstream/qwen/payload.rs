@@ -1,10 +1,11 @@
-//! The v2 request bodies (protocol §5.1–§5.2) built from the internal request.
+//! The v2 request bodies (protocol §5.1–§5.2) built from a turn.
 
 use serde::Serialize;
 
 use crate::conversation::{ChatType, Media, MediaSource};
 use crate::media::MediaKind;
 use crate::upstream::Turn;
+pub use crate::upstream::Uploaded;
 
 /// `POST /api/v2/chats/new`.
 #[derive(Debug, Serialize)]
@@ -117,18 +118,6 @@ pub struct FileMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ParseMeta {
     pub parse_status: &'static str,
-}
-
-/// What an upload produced, enough to reference it in a message.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
-pub struct Uploaded {
-    pub file_id: String,
-    /// The pre-signed GET URL.
-    pub file_url: String,
-    /// The object key; its first segment is the account's user id.
-    pub file_path: String,
-    /// Unix milliseconds of the upload.
-    pub uploaded_at: i64,
 }
 
 impl FileEntry {

@@ -176,23 +176,50 @@ pub fn offload_long_prompt(turn: &mut Turn, threshold: usize) {
 mod tests {
     use super::*;
 
-    fn conv(json: serde_json::Value) -> conversation::Request {
-        let req: crate::openai::ChatCompletionRequest = serde_json::from_value(json).unwrap();
-        crate::openai::to_conversation(&req, Vec::new(), Vec::new(), true)
+    fn conv(messages: Vec<Message>) -> conversation::Request {
+        conversation::Request {
+            model: "m".into(),
+            messages,
+            options: conversation::Options::default(),
+        }
+    }
+
+    fn text(role: Role, t: &str) -> Message {
+        Message::text(role, t)
     }
 
     #[test]
     fn flattening_follows_the_node_project() {
-        let r = conv(serde_json::json!({"model":"m","messages":[{"role":"user","content":"hi"}]}));
-        assert_eq!(flatten(&r.messages), "hi");
-        let r = conv(serde_json::json!({"model":"m","messages":[
-            {"role":"system","content":"be brief"},
-            {"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]},
-            {"role":"assistant","content":"x","reasoning_content":"thought"},
-            {"role":"developer","content":"and kind"},
-            {"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},
-            {"role":"tool","tool_call_id":"c","content":"42"},
-            {"role":"user","content":"again"}]}));
+        assert_eq!(flatten(&[text(Role::User, "hi")]), "hi");
+        let mut thought = text(Role::Assistant, "x");
+        thought.reasoning = Some("thought".into());
+        let mut call = Message::new(Role::Assistant, Vec::new());
+        call.tool_calls = vec![conversation::ToolCall {
+            id: "c".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        }];
+        let result = Message::new(
+            Role::Tool,
+            vec![Part::ToolResult(conversation::ToolResult {
+                call_id: "c".into(),
+                name: None,
+                is_error: false,
+                content: vec![Part::Text("42".into())],
+            })],
+        );
+        let r = conv(vec![
+            text(Role::System, "be brief"),
+            Message::new(
+                Role::User,
+                vec![Part::Text("a".into()), Part::Text("b".into())],
+            ),
+            thought,
+            text(Role::System, "and kind"),
+            call,
+            result,
+            text(Role::User, "again"),
+        ]);
         assert_eq!(
             flatten(&r.messages),
             "system:be brief\nand kind;user:a\nb;assistant:x;tool:42;user:again"
@@ -208,13 +235,12 @@ mod tests {
             must_think: false,
             media: Some(ChatType::ImageEdit),
         };
-        let r = conv(
-            serde_json::json!({"model":"m","messages":[{"role":"user","content":"make it blue"}]}),
-        );
+        let r = conv(vec![text(Role::User, "make it blue")]);
         assert_eq!(prepare(&r, &model, 0).unwrap_err().code, "image_required");
-        let r = conv(serde_json::json!({"model":"m","messages":[
-            {"role":"assistant","content":"![image](https://cdn/a.png)"},
-            {"role":"user","content":"make it blue"}]}));
+        let r = conv(vec![
+            text(Role::Assistant, "![image](https://cdn/a.png)"),
+            text(Role::User, "make it blue"),
+        ]);
         let turn = prepare(&r, &model, 0).unwrap();
         assert_eq!(
             turn.attachments[0].source,
@@ -232,9 +258,7 @@ mod tests {
             must_think: false,
             media: None,
         };
-        let r = conv(
-            serde_json::json!({"model":"m","messages":[{"role":"user","content":"x".repeat(100)}]}),
-        );
+        let r = conv(vec![text(Role::User, &"x".repeat(100))]);
         let turn = prepare(&r, &model, 10).unwrap();
         assert_eq!(turn.prompt, PROMPT_FILE_INSTRUCTION);
         assert_eq!(turn.attachments[0].kind, MediaKind::Document);
