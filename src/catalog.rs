@@ -7,11 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::chat::ChatType;
 use crate::config::ModelsConfig;
+use crate::conversation::ChatType;
 use crate::openai::ModelObject;
 use crate::upstream::UpstreamError;
-use crate::upstream::wire::UpstreamModel;
+use crate::upstream::UpstreamModel;
 
 /// How long a fallback list is kept before the upstream is asked again.
 const FALLBACK_RETRY: Duration = Duration::from_secs(60);

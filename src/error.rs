@@ -6,9 +6,9 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::conversation::InvalidRequest;
 use crate::openai::{ErrorBody, ErrorEnvelope};
-use crate::proxy::ProxyError;
-use crate::translate::InvalidRequest;
+use crate::proxy::{PrepareError, ProxyError};
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +51,15 @@ pub enum AppError {
     NoMedia(String),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
+}
+
+impl From<PrepareError> for AppError {
+    fn from(e: PrepareError) -> Self {
+        match e {
+            PrepareError::ModelNotFound(m) => AppError::ModelNotFound(m),
+            PrepareError::Invalid(inv) => AppError::Invalid(inv),
+        }
+    }
 }
 
 /// An error as it is shown to clients.
@@ -251,7 +260,7 @@ fn render_proxy(err: &ProxyError) -> Rendered {
         ProxyError::Failed {
             last, retry_after, ..
         } => render_upstream(last, *retry_after),
-        ProxyError::MidStream(e) => render_upstream(e, None),
+        ProxyError::MidStream(e) | ProxyError::Call(e) => render_upstream(e, None),
     }
 }
 

@@ -6,18 +6,19 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use crate::catalog::Resolved;
-use crate::chat::AnswerEvent;
-use crate::config::{SearchInfoMode, StreamMode};
+use crate::config::StreamMode;
+use crate::conversation::AnswerEvent;
 use crate::openai::ChatCompletionRequest;
-use crate::stream::{DecodeOptions, answers};
-use crate::upstream::{ByteStream, UpstreamError};
+use crate::upstream::UpstreamError;
+use crate::upstream::qwen::ByteStream;
+use crate::upstream::qwen::stream::{DecodeOptions, answers};
 
 /// Parses `data` as a chat completion request body, checks it, and translates it.
 pub fn request(data: &[u8]) {
     let Ok(req) = crate::api::parse_json::<ChatCompletionRequest>(data) else {
         return;
     };
-    if crate::translate::check_request(&req, 2000).is_err() {
+    if crate::openai::check_request(&req, 2000).is_err() {
         return;
     }
     let model = Resolved {
@@ -27,25 +28,22 @@ pub fn request(data: &[u8]) {
         must_think: false,
         media: None,
     };
-    let chat = crate::translate::chat_request(&req, &model);
-    let body = crate::upstream::payload::CompletionBody::new(&chat, "chat", &[]);
+    let conv = crate::openai::to_conversation(&req, Vec::new(), Vec::new(), true);
+    let Ok(chat) = crate::upstream::qwen::prepare(&conv, &model, 0) else {
+        return;
+    };
+    let body = crate::upstream::qwen::payload::CompletionBody::new(&chat, "chat", &[]);
     assert!(serde_json::to_vec(&body).is_ok());
 }
 
 /// Decodes `data[4..]` as an upstream stream cut into pieces whose sizes come from `data[..4]`,
-/// under options chosen by those bytes too. The answer ends with exactly one `Done` or one error,
+/// under options chosen by those bytes too. The answer ends with exactly one `Finish` or one error,
 /// and nothing follows it.
 pub fn sse(data: &[u8]) {
     let (head, body) = data.split_at(data.len().min(4));
     let seed: Vec<usize> = head.iter().map(|b| usize::from(*b % 13) + 1).collect();
     let opts = DecodeOptions {
         reasoning_visible: head.first().is_none_or(|b| b & 1 == 0),
-        search_into_reasoning: head.first().is_some_and(|b| b & 2 == 0),
-        search_mode: if head.first().is_some_and(|b| b & 4 == 0) {
-            SearchInfoMode::Table
-        } else {
-            SearchInfoMode::Text
-        },
         stream_mode: if head.first().is_some_and(|b| b & 8 == 0) {
             StreamMode::Auto
         } else {
@@ -70,11 +68,11 @@ pub fn sse(data: &[u8]) {
         futures::executor::block_on(answers(bytes, opts).collect());
     let ends = items
         .iter()
-        .filter(|i| matches!(i, Ok(AnswerEvent::Done(_)) | Err(_)))
+        .filter(|i| matches!(i, Ok(AnswerEvent::Finish(_)) | Err(_)))
         .count();
     assert_eq!(ends, 1, "exactly one end");
     assert!(
-        matches!(items.last(), Some(Ok(AnswerEvent::Done(_)) | Err(_))),
+        matches!(items.last(), Some(Ok(AnswerEvent::Finish(_)) | Err(_))),
         "the end comes last"
     );
     if !opts.reasoning_visible {

@@ -14,7 +14,8 @@ use crate::media::jobs::VideoJobs;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
-use crate::upstream::QwenClient;
+use crate::upstream::Upstream;
+use crate::upstream::qwen::{Qwen, QwenClient};
 use crate::usage::UsageRecorder;
 
 #[derive(Clone)]
@@ -45,7 +46,11 @@ impl AppState {
         .await?;
         tracing::info!(backend = store.backend(), "store opened");
         let shared = s.mode == SaveMode::Redis;
-        let client = Arc::new(QwenClient::new(Arc::new(config.upstream.clone())));
+        let client: Arc<dyn Upstream> = Arc::new(Qwen::new(
+            Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
+            config.output.stream_mode,
+            config.media.prompt_file_threshold,
+        ));
         let accounts = AccountManager::start(
             &config.accounts,
             Arc::clone(&store),

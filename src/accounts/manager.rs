@@ -11,7 +11,7 @@ use crate::config::{AccountCredential, AccountSpec, LifecycleConfig, PoolConfig,
 use crate::store::{
     AccountRecord, AccountStatus, CredentialKind, Origin, Store, StoreError, now_ms,
 };
-use crate::upstream::{QwenClient, UpstreamError};
+use crate::upstream::{Upstream, UpstreamError};
 
 /// A rejected token is signed in again at most once in this window; a second rejection
 /// inside it disables the account.
@@ -51,7 +51,7 @@ pub struct ReloadReport {
 pub struct AccountManager {
     pool: Pool,
     store: Arc<dyn Store>,
-    client: Arc<QwenClient>,
+    client: Arc<dyn Upstream>,
     cfg: PoolConfig,
     life: LifecycleConfig,
     /// Several replicas share the store: turns come from it and health is re-read from it.
@@ -70,7 +70,7 @@ impl AccountManager {
     pub async fn start(
         specs: &[AccountSpec],
         store: Arc<dyn Store>,
-        client: Arc<QwenClient>,
+        client: Arc<dyn Upstream>,
         cfg: PoolConfig,
         life: LifecycleConfig,
         shared: bool,

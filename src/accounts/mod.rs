@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub use manager::{AccountManager, AddAccount, ManagerError, ReloadReport};
 pub use pool::{Lease, Pick, Pool, Unavailable};
 
-use crate::chat::Feature;
 use crate::config::{PoolConfig, Secret};
+use crate::conversation::Feature;
 use crate::store::{AccountRecord, AccountStatus, CredentialKind, HealthState, Origin};
 use crate::upstream::{Credentials, UpstreamError};
 

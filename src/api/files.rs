@@ -15,15 +15,13 @@ use super::auth::Identity;
 use super::chat::respond;
 use super::json::AppJson;
 use super::multipart::{Form, invalid};
-use crate::chat::{Attachment, Blob, MediaSource};
+use crate::conversation::{Blob, Media, MediaSource};
 use crate::error::AppError;
 use crate::media::MediaKind;
 use crate::media::files::FileMeta;
 use crate::openai::ChatCompletionRequest;
-use crate::proxy::ProxyError;
+use crate::proxy::Uploaded;
 use crate::state::AppState;
-use crate::upstream::Credentials;
-use crate::upstream::payload::Uploaded;
 
 /// `POST /v1/files`: keeps the bytes and uploads them with an account now.
 pub async fn create(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
@@ -109,28 +107,13 @@ async fn store_upload(
     let blob = Blob::new(file.bytes.clone(), file.mime.clone(), file.filename.clone());
     // Uploaded now with one account (which also fills its cache); a chat on another account
     // uploads the kept bytes again with that one.
-    let uploaded = match first_account(state) {
-        Some((creds, id)) => Some(
-            state
-                .proxy()
-                .uploader()
-                .upload(&creds, Some(&id), kind, &blob)
-                .await
-                .map_err(|e| AppError::Proxy(ProxyError::MidStream(e)))?,
-        ),
-        None => None,
-    };
+    let uploaded = state.proxy().upload_ahead(kind, &blob).await?;
     let meta = state
         .files()
         .put(&file.filename, &file.mime, purpose, file.bytes.clone())
         .await
         .map_err(|e| AppError::Store(format!("could not keep the file: {e}")))?;
     Ok((meta, uploaded))
-}
-
-fn first_account(state: &AppState) -> Option<(Credentials, String)> {
-    let a = state.accounts().pool().first_usable()?;
-    Some((a.credentials(), a.id.clone()))
 }
 
 /// `POST /v2/files/getstsToken` (admin key): upload credentials of one account, as the
@@ -174,13 +157,10 @@ pub async fn sts_token(
         }
     };
     let filetype = req.filetype.as_deref().unwrap_or("file");
-    let (creds, _) = first_account(&state).ok_or(AppError::Proxy(ProxyError::NoAccount))?;
     let sts = state
         .proxy()
-        .client()
-        .sts_token(&creds, &req.filename, size, filetype)
-        .await
-        .map_err(|e| AppError::Proxy(ProxyError::MidStream(e)))?;
+        .upload_ticket(&req.filename, size, filetype)
+        .await?;
     Ok(axum::Json(json!({
         "success": true,
         "data": {
@@ -290,8 +270,8 @@ async fn upload_and_chat(
     respond(state, identity, headers, req, attachments).await
 }
 
-fn attachment(bytes: bytes::Bytes, mime: &str, filename: &str, kind: MediaKind) -> Attachment {
-    Attachment {
+fn attachment(bytes: bytes::Bytes, mime: &str, filename: &str, kind: MediaKind) -> Media {
+    Media {
         kind,
         source: MediaSource::Blob(Arc::new(Blob::new(bytes, mime, filename))),
     }

@@ -7,7 +7,6 @@ use axum::Extension;
 use axum::extract::{Multipart, State};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,14 +14,13 @@ use super::auth::Identity;
 use super::chat::run_context;
 use super::json::AppJson;
 use super::multipart::{Form, invalid};
-use crate::chat::{AnswerEvent, Attachment, Blob, ChatRequest, ChatType, MediaSource};
+use crate::conversation::InvalidRequest;
+use crate::conversation::{AnswerEvent, Blob, ChatType, Media, MediaSource};
 use crate::error::AppError;
 use crate::media::MediaKind;
 use crate::media::size::requested_ratio;
-use crate::proxy::{Progress, ProxyError};
+use crate::proxy::{Answer, Delivery, Turn};
 use crate::state::AppState;
-use crate::stream::DecodeOptions;
-use crate::translate::InvalidRequest;
 
 /// Most images one request may ask for (each is its own upstream chat).
 const MAX_N: u32 = 4;
@@ -52,7 +50,7 @@ pub struct Generation {
     pub size: Option<&'static str>,
     pub n: u32,
     pub b64: bool,
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<Media>,
 }
 
 pub async fn generations(
@@ -102,7 +100,7 @@ pub async fn edits(
         image.mime.clone(),
         image.filename.clone(),
     );
-    let attachment = Attachment {
+    let attachment = Media {
         kind: MediaKind::Image,
         source: MediaSource::Blob(std::sync::Arc::new(blob)),
     };
@@ -114,7 +112,7 @@ async fn checked(
     state: &AppState,
     chat_type: ChatType,
     req: &ImageRequest,
-    attachments: Vec<Attachment>,
+    attachments: Vec<Media>,
 ) -> Result<Generation, AppError> {
     if req.prompt.trim().is_empty() {
         return Err(invalid(
@@ -212,11 +210,11 @@ async fn run(
     r#gen: Generation,
 ) -> Result<Response, AppError> {
     let runs = (0..r#gen.n).map(|_| {
-        let chat = ChatRequest {
+        let chat = Turn {
             chat_type: r#gen.chat_type,
             attachments: r#gen.attachments.clone(),
             size: r#gen.size,
-            ..ChatRequest::text(r#gen.model.clone(), r#gen.prompt.clone())
+            ..Turn::text(r#gen.model.clone(), r#gen.prompt.clone())
         };
         answer_text(state, chat, run_context(identity.clone(), user))
     });
@@ -230,12 +228,10 @@ async fn run(
         }
         for url in urls {
             data.push(if r#gen.b64 {
-                let (bytes, _) = state
+                let bytes = state
                     .proxy()
-                    .client()
-                    .fetch_generated(None, &url, MAX_GENERATED_BYTES)
-                    .await
-                    .map_err(|e| AppError::Proxy(ProxyError::MidStream(e)))?;
+                    .fetch_generated(&url, MAX_GENERATED_BYTES)
+                    .await?;
                 json!({"b64_json": base64::engine::general_purpose::STANDARD.encode(&bytes), "revised_prompt": r#gen.prompt})
             } else {
                 json!({"url": url, "revised_prompt": r#gen.prompt})
@@ -251,21 +247,15 @@ async fn run(
 /// Runs one chat to the end and returns its answer text.
 pub async fn answer_text(
     state: &AppState,
-    chat: ChatRequest,
+    chat: Turn,
     ctx: crate::proxy::RunContext,
 ) -> Result<String, AppError> {
-    let out = &state.config().output;
-    let opts = DecodeOptions {
-        reasoning_visible: false,
-        search_into_reasoning: false,
-        search_mode: out.search_info_mode,
-        stream_mode: out.stream_mode,
+    let Answer::Whole(events) = state.proxy().answer(chat, Delivery::Whole, ctx).await? else {
+        unreachable!("a whole delivery is answered whole");
     };
-    let proxied = state.proxy().run(chat, opts, true, ctx);
-    futures::pin_mut!(proxied);
     let mut text = String::new();
-    while let Some(item) = proxied.next().await {
-        if let Progress::Event(AnswerEvent::Content(t)) = item? {
+    for ev in events {
+        if let AnswerEvent::Text(t) = ev {
             text.push_str(&t);
         }
     }

@@ -7,9 +7,9 @@ use axum::extract::Multipart;
 use axum::extract::multipart::MultipartError;
 use bytes::Bytes;
 
+use crate::conversation::InvalidRequest;
 use crate::error::AppError;
 use crate::media::kind;
-use crate::translate::InvalidRequest;
 
 /// One uploaded file part.
 pub struct FilePart {

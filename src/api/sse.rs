@@ -11,22 +11,22 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 
-/// One SSE frame.
-pub enum Frame {
+/// One SSE event: a `data:` line or a comment.
+pub enum SseEvent {
     /// `data: <payload>` (the payload never holds a newline: it is compact JSON or `[DONE]`).
     Data(String),
     /// `: <text>`.
     Comment(&'static str),
 }
 
-impl Frame {
+impl SseEvent {
     fn write_to(&self, buf: &mut BytesMut) {
         match self {
-            Frame::Data(d) => {
+            SseEvent::Data(d) => {
                 buf.put_slice(b"data: ");
                 buf.put_slice(d.as_bytes());
             }
-            Frame::Comment(c) => {
+            SseEvent::Comment(c) => {
                 buf.put_slice(b": ");
                 buf.put_slice(c.as_bytes());
             }
@@ -35,7 +35,7 @@ impl Frame {
     }
 }
 
-const KEEP_ALIVE: Frame = Frame::Comment("keep-alive");
+const KEEP_ALIVE: SseEvent = SseEvent::Comment("keep-alive");
 
 /// A write is sent once it holds this much, even if more frames are ready.
 const WRITE_AT: usize = 16 * 1024;
@@ -58,7 +58,7 @@ const IDLE_ROUNDS: usize = 3;
 async fn gather<S, B>(batches: &mut std::pin::Pin<Box<S>>, buf: &mut BytesMut) -> bool
 where
     S: Stream<Item = B> + Send,
-    B: IntoIterator<Item = Frame>,
+    B: IntoIterator<Item = SseEvent>,
 {
     let mut idle = 0;
     for round in 0..=GATHER_ROUNDS {
@@ -103,7 +103,7 @@ fn yield_once() -> impl std::future::Future<Output = ()> {
 pub fn response<S, B>(batches: S, keepalive: Duration) -> Response
 where
     S: Stream<Item = B> + Send + 'static,
-    B: IntoIterator<Item = Frame> + Send + 'static,
+    B: IntoIterator<Item = SseEvent> + Send + 'static,
 {
     let body = async_stream::stream! {
         let mut batches = Box::pin(batches);
@@ -112,7 +112,7 @@ where
         tokio::pin!(silence);
         loop {
             tokio::select! {
-                // Frames first: the keep-alive timer only matters while nothing comes.
+                // Events first: the keep-alive timer only matters while nothing comes.
                 biased;
                 next = batches.next() => {
                     let Some(frames) = next else { break };
@@ -154,7 +154,7 @@ where
 }
 
 /// The keep-alive comment on its own, for a stream that starts before its first content.
-pub fn keep_alive() -> Frame {
+pub fn keep_alive() -> SseEvent {
     KEEP_ALIVE
 }
 
@@ -164,18 +164,18 @@ mod tests {
 
     use futures::{Stream, StreamExt};
 
-    use super::{Frame, response};
+    use super::{SseEvent, response};
 
     /// A source fed by another task through a one-slot channel, the way an upstream HTTP/1
     /// body arrives, with `pause` between items.
-    fn fed(items: usize, pause: Duration) -> impl Stream<Item = Vec<Frame>> + Send + 'static {
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Frame>>(1);
+    fn fed(items: usize, pause: Duration) -> impl Stream<Item = Vec<SseEvent>> + Send + 'static {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<SseEvent>>(1);
         tokio::spawn(async move {
             for i in 0..items {
                 if !pause.is_zero() {
                     tokio::time::sleep(pause).await;
                 }
-                if tx.send(vec![Frame::Data(i.to_string())]).await.is_err() {
+                if tx.send(vec![SseEvent::Data(i.to_string())]).await.is_err() {
                     return;
                 }
             }
@@ -184,13 +184,13 @@ mod tests {
     }
 
     fn received(
-        rx: tokio::sync::mpsc::Receiver<Vec<Frame>>,
-    ) -> impl Stream<Item = Vec<Frame>> + Send + 'static {
+        rx: tokio::sync::mpsc::Receiver<Vec<SseEvent>>,
+    ) -> impl Stream<Item = Vec<SseEvent>> + Send + 'static {
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|f| (f, rx)) })
     }
 
     /// The body's writes, as sent.
-    async fn writes(source: impl Stream<Item = Vec<Frame>> + Send + 'static) -> Vec<String> {
+    async fn writes(source: impl Stream<Item = Vec<SseEvent>> + Send + 'static) -> Vec<String> {
         let body = response(source, Duration::from_secs(600)).into_body();
         body.into_data_stream()
             .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
@@ -221,9 +221,9 @@ mod tests {
     #[tokio::test]
     async fn a_write_stops_growing_at_its_limit() {
         let big = "x".repeat(1000);
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Frame>>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<SseEvent>>(64);
         for _ in 0..40 {
-            tx.send(vec![Frame::Data(big.clone())]).await.unwrap();
+            tx.send(vec![SseEvent::Data(big.clone())]).await.unwrap();
         }
         drop(tx);
         let got = writes(received(rx)).await;

@@ -11,11 +11,12 @@ use super::chat::run_context;
 use super::images::{answer_text, markdown_urls, media_model, no_media};
 use super::json::AppJson;
 use super::multipart::invalid;
-use crate::chat::{ChatRequest, ChatType};
+use crate::conversation::ChatType;
+use crate::conversation::InvalidRequest;
 use crate::error::AppError;
 use crate::media::size::requested_ratio;
+use crate::proxy::Turn;
 use crate::state::AppState;
-use crate::translate::InvalidRequest;
 
 #[derive(Debug, Deserialize)]
 pub struct VideoRequest {
@@ -47,10 +48,10 @@ pub async fn create(
     })?;
     let model = media_model(&state, req.model.as_deref(), ChatType::Video).await?;
     let job = state.videos().create(&model, &req.prompt, size);
-    let chat = ChatRequest {
+    let chat = Turn {
         chat_type: ChatType::Video,
         size,
-        ..ChatRequest::text(model, req.prompt.clone())
+        ..Turn::text(model, req.prompt.clone())
     };
     let ctx = run_context(identity, req.user.as_deref());
     let (bg, id) = (state.clone(), job.id.clone());

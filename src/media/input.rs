@@ -11,9 +11,8 @@ use super::datauri::{self, DataUriError};
 use super::fetch::{FetchError, RemoteFetcher};
 use super::files::FileStore;
 use super::{MediaKind, kind};
-use crate::chat::{Attachment, Blob, ChatType, MediaSource};
-use crate::openai::{ContentPart, Message, MessageContent, Role};
-use crate::translate::InvalidRequest;
+use crate::conversation::{Blob, InvalidRequest, Media, MediaSource};
+use crate::openai::{ContentPart, MediaAt, Message, MessageContent, Role};
 
 /// What reading media needs from the server.
 pub struct MediaInput<'a> {
@@ -24,64 +23,29 @@ pub struct MediaInput<'a> {
 }
 
 impl MediaInput<'_> {
-    /// The attachments of a request. Every user message contributes; image edit takes only
-    /// the last image of the conversation (including `![..](url)` in assistant answers) and
-    /// refuses a conversation without one.
-    pub async fn attachments(
-        &self,
-        messages: &[Message],
-        chat_type: ChatType,
-    ) -> Result<Vec<Attachment>, InvalidRequest> {
+    /// The media parts of a request's user messages, read, each with where it was. (Image edit
+    /// picks its image among them, or among the images the assistant answered with, when the
+    /// conversation is prepared for the upstream.)
+    pub async fn read(&self, messages: &[Message]) -> Result<Vec<MediaAt>, InvalidRequest> {
         let mut out = Vec::new();
-        let mut last_image: Option<(usize, Attachment)> = None;
         for (i, m) in messages.iter().enumerate() {
-            match (&m.content, m.role) {
-                (Some(MessageContent::Parts(parts)), Role::User) => {
-                    for (j, p) in parts.iter().enumerate() {
-                        let param = format!("messages[{i}].content[{j}]");
-                        if let Some(a) = self.part(p, &param).await? {
-                            if a.kind == MediaKind::Image {
-                                last_image = Some((i, a.clone()));
-                            }
-                            out.push(a);
-                        }
+            if let (Some(MessageContent::Parts(parts)), Role::User) = (&m.content, m.role) {
+                for (j, p) in parts.iter().enumerate() {
+                    let param = format!("messages[{i}].content[{j}]");
+                    if let Some(media) = self.part(p, &param).await? {
+                        out.push(MediaAt {
+                            message: i,
+                            part: j,
+                            media,
+                        });
                     }
                 }
-                // Only image edit looks back at generated images; other chats skip the scan.
-                (Some(MessageContent::Text(t)), Role::Assistant)
-                    if chat_type == ChatType::ImageEdit =>
-                {
-                    if let Some(url) = last_markdown_image(t) {
-                        last_image = Some((
-                            i,
-                            Attachment {
-                                kind: MediaKind::Image,
-                                source: MediaSource::Url(url.to_owned()),
-                            },
-                        ));
-                    }
-                }
-                _ => {}
             }
-        }
-        if chat_type == ChatType::ImageEdit {
-            return match last_image {
-                Some((_, a)) => Ok(vec![a]),
-                None => Err(InvalidRequest::new(
-                    "image edit needs an image in the conversation; send one as an image_url part",
-                    "messages",
-                    "image_required",
-                )),
-            };
         }
         Ok(out)
     }
 
-    async fn part(
-        &self,
-        p: &ContentPart,
-        param: &str,
-    ) -> Result<Option<Attachment>, InvalidRequest> {
+    async fn part(&self, p: &ContentPart, param: &str) -> Result<Option<Media>, InvalidRequest> {
         let (want, url, filename): (Option<MediaKind>, String, Option<String>) = match p {
             ContentPart::Text { .. } => return Ok(None),
             ContentPart::Unknown => {
@@ -131,7 +95,7 @@ impl MediaInput<'_> {
                 let decoded = datauri::parse_bare_base64(data, self.max_bytes)
                     .map_err(|e| data_error(&e, param, self.max_bytes))?;
                 let blob = Blob::new(Bytes::from(decoded.bytes), mime, format!("audio.{format}"));
-                return Ok(Some(Attachment {
+                return Ok(Some(Media {
                     kind: MediaKind::Audio,
                     source: MediaSource::Blob(Arc::new(blob)),
                 }));
@@ -146,7 +110,7 @@ impl MediaInput<'_> {
                         ));
                     };
                     let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
-                    return Ok(Some(Attachment {
+                    return Ok(Some(Media {
                         kind: MediaKind::from_mime(&meta.mime),
                         source: MediaSource::Blob(Arc::new(blob)),
                     }));
@@ -188,7 +152,7 @@ impl MediaInput<'_> {
                 ));
             };
             match self.fetcher {
-                None => Attachment {
+                None => Media {
                     kind: want,
                     source: MediaSource::Url(url),
                 },
@@ -219,7 +183,7 @@ fn blob_attachment(
     filename: Option<String>,
     want: Option<MediaKind>,
     param: &str,
-) -> Result<Attachment, InvalidRequest> {
+) -> Result<Media, InvalidRequest> {
     let kind = MediaKind::from_mime(&mime);
     if let Some(want) = want {
         if kind != want {
@@ -240,7 +204,7 @@ fn blob_attachment(
     let filename = filename
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| format!("{}.{}", kind_name(kind), kind::extension_for(&mime)));
-    Ok(Attachment {
+    Ok(Media {
         kind,
         source: MediaSource::Blob(Arc::new(Blob::new(bytes, mime, filename))),
     })

@@ -2,13 +2,7 @@
 //! extensions both ways, and MIME sniffing from magic numbers.
 
 /// The four kinds chat.qwen.ai distinguishes when a file is uploaded and referenced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MediaKind {
-    Image,
-    Video,
-    Audio,
-    Document,
-}
+pub use crate::conversation::MediaKind;
 
 impl MediaKind {
     /// `image/*`, `video/*`, `audio/*`; anything else is a document.

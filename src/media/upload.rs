@@ -1,17 +1,14 @@
-//! `Uploader`: puts a request's media on chat.qwen.ai with the account that will run the chat
-//! (STS credentials, signed PUT, parse step for documents), remembering each upload by content
-//! hash and account until its pre-signed URL expires.
+//! `Uploader`: puts a request's media on the upstream with the account that will run the chat,
+//! remembering each upload by content hash and account until its URL expires.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::accounts::unix_ms;
-use crate::chat::{Blob, ChatRequest, MediaSource};
+use crate::conversation::{Blob, MediaSource};
 use crate::media::MediaKind;
 use crate::store::Store;
-use crate::upstream::files::upload_expiry;
-use crate::upstream::payload::{self, FileEntry, Uploaded, WireFile};
-use crate::upstream::{Credentials, QwenClient, UpstreamError};
+use crate::upstream::{Credentials, Turn, Uploaded, Upstream, UpstreamError};
 
 /// A cached upload is not reused this close to its URL's expiry.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
@@ -19,38 +16,31 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
 const UNKNOWN_EXPIRY: Duration = Duration::from_secs(1800);
 
 pub struct Uploader {
-    client: Arc<QwenClient>,
+    upstream: Arc<dyn Upstream>,
     /// The shared store when there is one (`DATA_SAVE_MODE` file or redis), memory otherwise.
     cache: Arc<dyn Store>,
 }
 
 impl Uploader {
-    pub fn new(client: Arc<QwenClient>, cache: Arc<dyn Store>) -> Self {
-        Self { client, cache }
+    pub fn new(upstream: Arc<dyn Upstream>, cache: Arc<dyn Store>) -> Self {
+        Self { upstream, cache }
     }
 
-    /// The `files[]` of one attempt: every blob uploaded with this account (or found in the
-    /// cache), plus image-edit URLs. `cache_scope` is the account id; `None` (a caller's own
-    /// token) never shares uploads with anyone.
-    pub async fn files(
+    /// The uploads of one attempt: every blob of the turn, in order, uploaded with this account
+    /// (or found in the cache). `cache_scope` is the account id; `None` (a caller's own token)
+    /// never shares uploads with anyone.
+    pub async fn uploads(
         &self,
         creds: &Credentials,
         cache_scope: Option<&str>,
-        req: &ChatRequest,
-    ) -> Result<Vec<WireFile>, UpstreamError> {
-        let mut out = payload::url_files(req);
-        for a in &req.attachments {
+        turn: &Turn,
+    ) -> Result<Vec<Uploaded>, UpstreamError> {
+        let mut out = Vec::new();
+        for a in &turn.attachments {
             let MediaSource::Blob(blob) = &a.source else {
                 continue;
             };
-            let up = self.upload(creds, cache_scope, a.kind, blob).await?;
-            out.push(WireFile::Uploaded(Box::new(FileEntry::new(
-                &up,
-                a.kind,
-                &blob.filename,
-                &blob.mime,
-                blob.bytes.len() as u64,
-            ))));
+            out.push(self.upload(creds, cache_scope, a.kind, blob).await?);
         }
         Ok(out)
     }
@@ -80,26 +70,13 @@ impl Uploader {
             }
         }
         let size = blob.bytes.len() as u64;
-        let sts = self
-            .client
-            .sts_token(creds, &blob.filename, size, kind.sts_filetype())
-            .await?;
-        self.client
-            .put_object(creds, &sts, blob.bytes.clone(), &blob.mime)
-            .await?;
-        if kind == MediaKind::Document {
-            self.client.parse_file(creds, &sts.file_id).await?;
-        }
+        let up = self.upstream.upload(creds, kind, blob).await?;
         let now = SystemTime::now();
-        let up = Uploaded {
-            file_id: sts.file_id.clone(),
-            file_url: sts.file_url.clone(),
-            file_path: sts.file_path.clone(),
-            uploaded_at: unix_ms(now),
-        };
         tracing::info!(kind = ?kind, bytes = size, "uploaded a file to the upstream");
         if let Some(key) = key {
-            let until = upload_expiry(&sts.file_url)
+            let until = self
+                .upstream
+                .upload_expiry(&up)
                 .and_then(|t| t.checked_sub(EXPIRY_MARGIN))
                 .unwrap_or(now + UNKNOWN_EXPIRY);
             if until > now {

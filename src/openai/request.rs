@@ -37,6 +37,22 @@ pub struct ChatCompletionRequest {
     pub size: Option<String>,
     #[serde(default)]
     pub user: Option<String>,
+    // Read leniently (as any JSON value) so that a value the web chat would ignore anyway never
+    // turns a request away.
+    #[serde(default)]
+    pub temperature: Option<Value>,
+    #[serde(default)]
+    pub top_p: Option<Value>,
+    #[serde(default)]
+    pub max_tokens: Option<Value>,
+    #[serde(default)]
+    pub max_completion_tokens: Option<Value>,
+    #[serde(default)]
+    pub stop: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<Value>,
+    #[serde(default)]
+    pub response_format: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,6 +87,12 @@ pub struct Message {
     pub reasoning_content: Option<Value>,
     #[serde(default)]
     pub tool_calls: Option<Value>,
+    /// On a `tool` message: the call it answers.
+    #[serde(default)]
+    pub tool_call_id: Option<Value>,
+    /// On a `tool` or `function` message: the tool's name.
+    #[serde(default)]
+    pub name: Option<Value>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

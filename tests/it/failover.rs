@@ -1059,7 +1059,7 @@ async fn a_black_holed_first_address_leaves_the_next_its_share_of_the_connect_ti
             .collect(),
     );
     let config = reloader.load().expect("valid configuration");
-    let client = qwen2api::upstream::QwenClient::with_resolved(
+    let client = qwen2api::upstream::qwen::QwenClient::with_resolved(
         std::sync::Arc::new(config.upstream),
         "qwen-upstream.test",
         &[hole, real],

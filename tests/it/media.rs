@@ -557,7 +557,7 @@ async fn a_used_up_image_quota_rests_the_feature_not_the_account() {
     assert!(acct1.is_usable(), "chat health untouched");
     assert!(
         acct1
-            .feature_cooling(qwen2api::chat::Feature::Image)
+            .feature_cooling(qwen2api::conversation::Feature::Image)
             .unwrap()
             > Duration::from_secs(7000)
     );

@@ -1,11 +1,13 @@
-//! The chat.qwen.ai client: sign in, list models, create a chat, stream a completion, delete a
-//! chat. A narrow seam, so that another upstream can sit beside it later.
+//! chat.qwen.ai: its HTTP client (sign in, list models, create a chat, stream a completion,
+//! delete a chat), wire types, payloads, SSE decoding, and the `Upstream` implementation.
 
-pub mod error;
 pub mod files;
 pub mod headers;
 pub mod oss;
 pub mod payload;
+mod prepare;
+pub mod stream;
+mod upstream;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -19,11 +21,14 @@ use futures::Stream;
 use reqwest::{Method, RequestBuilder, Response};
 use sha2::{Digest, Sha256};
 
-pub use error::UpstreamError;
+use super::error;
+pub use super::error::UpstreamError;
 pub use headers::{CallKind, Credentials};
+pub use prepare::{flatten, offload_long_prompt, prepare};
+pub use upstream::Qwen;
 
-use crate::chat::ChatRequest;
 use crate::config::{Secret, UpstreamConfig};
+use crate::upstream::Turn;
 
 /// `path` under the configured base URL (which may have a path of its own). The base was parsed,
 /// its host checked and IDNA-mapped, once at start; only the path is set per call.
@@ -291,7 +296,7 @@ impl QwenClient {
     pub async fn create_chat(
         &self,
         creds: &Credentials,
-        req: &ChatRequest,
+        req: &Turn,
     ) -> Result<String, UpstreamError> {
         let body = json_bytes(&payload::NewChatBody::new(req))?;
         let resp = self
@@ -323,7 +328,7 @@ impl QwenClient {
     pub async fn complete(
         &self,
         creds: &Credentials,
-        req: &ChatRequest,
+        req: &Turn,
         chat_id: &str,
         files: &[payload::WireFile],
     ) -> Result<ByteStream, UpstreamError> {
@@ -382,7 +387,7 @@ impl QwenClient {
     async fn post_completion(
         &self,
         creds: &Credentials,
-        req: &ChatRequest,
+        req: &Turn,
         chat_id: &str,
         files: &[payload::WireFile],
         kind: CallKind<'_>,

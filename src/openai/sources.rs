@@ -3,14 +3,14 @@
 use std::fmt::Write as _;
 
 use crate::config::SearchInfoMode;
-use crate::upstream::wire::SearchInfo;
+use crate::conversation::Source;
 
 /// The block to show for `sources`, numbered from `first_index`; empty when none has a URL.
-pub fn render(mode: SearchInfoMode, sources: &[SearchInfo], first_index: usize) -> String {
+pub fn render(mode: SearchInfoMode, sources: &[Source], first_index: usize) -> String {
     let rows: Vec<(String, String, String)> = sources
         .iter()
         .filter_map(|s| {
-            let url = s.url.as_deref().map(str::trim).filter(|u| !u.is_empty())?;
+            let url = Some(s.url.trim()).filter(|u| !u.is_empty())?;
             let host = s
                 .hostname
                 .as_deref()
@@ -68,9 +68,9 @@ fn host_of(url: &str) -> String {
 mod tests {
     use super::*;
 
-    fn info(url: &str, title: &str, host: &str) -> SearchInfo {
-        SearchInfo {
-            url: Some(url.into()),
+    fn info(url: &str, title: &str, host: &str) -> Source {
+        Source {
+            url: url.into(),
             title: Some(title.into()),
             hostname: Some(host.into()),
         }
@@ -91,9 +91,6 @@ mod tests {
             render(SearchInfoMode::Text, &s, 1),
             "[1] [A \\| b](https://a.com/x) | a.com\n[2] [https://b.org/](https://b.org/) | b.org\n\n"
         );
-        assert_eq!(
-            render(SearchInfoMode::Text, &[SearchInfo::default()], 1),
-            ""
-        );
+        assert_eq!(render(SearchInfoMode::Text, &[Source::default()], 1), "");
     }
 }

@@ -3,28 +3,7 @@
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::UpstreamConfig;
-
-/// The credentials one upstream call runs with.
-#[derive(Clone)]
-pub struct Credentials {
-    pub token: crate::config::Secret,
-    /// Browser cookies to send along (their `token` is replaced by the current one).
-    pub cookies: Option<crate::config::Secret>,
-    pub proxy: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("token", &self.token)
-            .field("cookies", &self.cookies)
-            .field(
-                "proxy",
-                &self.proxy.as_deref().map(crate::config::mask_url_password),
-            )
-            .finish()
-    }
-}
+pub use crate::upstream::Credentials;
 
 /// Which call the headers are for: the site varies `accept` and `referer` by endpoint.
 #[derive(Clone, Copy, Debug)]

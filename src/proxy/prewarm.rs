@@ -6,8 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::chat::ChatRequest;
-use crate::upstream::{Credentials, QwenClient};
+use crate::upstream::{Credentials, Turn, Upstream};
 
 type Key = (String, String, &'static str);
 
@@ -33,7 +32,7 @@ impl ChatPrewarm {
         self.per_key > 0
     }
 
-    fn key(account: &str, req: &ChatRequest) -> Key {
+    fn key(account: &str, req: &Turn) -> Key {
         (
             account.to_owned(),
             req.model.clone(),
@@ -43,7 +42,7 @@ impl ChatPrewarm {
 
     /// A ready chat id for this account and request, if one is fresh; expired ones are
     /// handed back for deletion.
-    pub fn take(&self, account: &str, req: &ChatRequest) -> (Option<String>, Vec<String>) {
+    pub fn take(&self, account: &str, req: &Turn) -> (Option<String>, Vec<String>) {
         if !self.enabled() {
             return (None, Vec::new());
         }
@@ -64,10 +63,10 @@ impl ChatPrewarm {
     /// Tops the queue for this account and request up to `CHAT_PREWARM`, in the background.
     pub fn refill(
         self: &Arc<Self>,
-        client: &Arc<QwenClient>,
+        client: &Arc<dyn Upstream>,
         account: &str,
         creds: &Credentials,
-        req: &ChatRequest,
+        req: &Turn,
     ) {
         if !self.enabled() {
             return;

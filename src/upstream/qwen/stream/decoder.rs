@@ -3,19 +3,16 @@
 
 use std::borrow::Cow;
 
-use crate::chat::{AnswerEvent, TokenUsage};
-use crate::config::{SearchInfoMode, StreamMode};
+use crate::config::StreamMode;
+use crate::conversation::{AnswerEvent, Finish, Source, TokenUsage};
 use crate::upstream::UpstreamError;
 use crate::upstream::error::classify_event;
-use crate::upstream::wire::{Frame, Phase, SearchInfo, WireDelta, WireUsage};
+use crate::upstream::qwen::wire::{Frame, Phase, SearchInfo, WireDelta, WireUsage};
 
 #[derive(Clone, Copy, Debug)]
 pub struct DecodeOptions {
     /// Emit reasoning at all (false: the client asked for it hidden).
     pub reasoning_visible: bool,
-    /// Render search sources into the reasoning rather than the answer.
-    pub search_into_reasoning: bool,
-    pub search_mode: SearchInfoMode,
     pub stream_mode: StreamMode,
 }
 
@@ -120,7 +117,8 @@ impl Decoder {
         }
         let mut out = Vec::new();
         self.flush_sources(&mut out);
-        out.push(AnswerEvent::Done(self.usage));
+        out.push(AnswerEvent::Usage(self.usage));
+        out.push(AnswerEvent::Finish(Finish::Stop));
         Ok(out)
     }
 
@@ -146,7 +144,7 @@ impl Decoder {
                 if !text.is_empty() {
                     self.flush_sources(out);
                     self.saw_answer = true;
-                    out.push(AnswerEvent::Content(text));
+                    out.push(AnswerEvent::Text(text));
                 }
             }
             Some(Phase::Think) => {
@@ -157,7 +155,7 @@ impl Decoder {
                     .extra
                     .as_ref()
                     .and_then(|e| e.summary_thought.as_ref())
-                    .map(crate::upstream::wire::SummaryBlock::joined)
+                    .map(crate::upstream::qwen::wire::SummaryBlock::joined)
                     .unwrap_or_default();
                 let new = diff_cumulative(&self.summary_sent, &joined);
                 if !new.is_empty() {
@@ -173,7 +171,7 @@ impl Decoder {
                 }
                 self.images.push(url.to_owned());
                 self.saw_answer = true;
-                out.push(AnswerEvent::Content(image_markdown(
+                out.push(AnswerEvent::Text(image_markdown(
                     url,
                     self.images.len() > 1,
                 )));
@@ -224,20 +222,18 @@ impl Decoder {
         if self.sources_rendered == self.sources.len() {
             return;
         }
-        let block = super::search::render(
-            self.opts.search_mode,
-            &self.sources[self.sources_rendered..],
-            self.sources_rendered + 1,
-        );
+        // Sources go out as data, numbered on from those sent; the client surface renders them.
+        let first = self.sources_rendered + 1;
+        let sources = self.sources[self.sources_rendered..]
+            .iter()
+            .map(|s| Source {
+                url: s.url.clone().unwrap_or_default(),
+                title: s.title.clone(),
+                hostname: s.hostname.clone(),
+            })
+            .collect();
         self.sources_rendered = self.sources.len();
-        if block.is_empty() {
-            return;
-        }
-        if self.opts.search_into_reasoning && self.opts.reasoning_visible && !self.saw_answer {
-            out.push(AnswerEvent::Reasoning(block));
-        } else {
-            out.push(AnswerEvent::Content(block));
-        }
+        out.push(AnswerEvent::Sources { first, sources });
     }
 
     fn merge_usage(&mut self, u: WireUsage) {
@@ -278,8 +274,6 @@ mod tests {
     fn opts() -> DecodeOptions {
         DecodeOptions {
             reasoning_visible: true,
-            search_into_reasoning: false,
-            search_mode: SearchInfoMode::Text,
             stream_mode: StreamMode::Auto,
         }
     }
@@ -314,7 +308,7 @@ mod tests {
         let texts: Vec<_> = got
             .iter()
             .map(|e| match e {
-                AnswerEvent::Content(t) => t.as_str(),
+                AnswerEvent::Text(t) => t.as_str(),
                 _ => "?",
             })
             .collect();
@@ -331,8 +325,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                AnswerEvent::Content("He".into()),
-                AnswerEvent::Content("Hello".into())
+                AnswerEvent::Text("He".into()),
+                AnswerEvent::Text("Hello".into())
             ]
         );
     }
@@ -344,8 +338,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                AnswerEvent::Content("a".into()),
-                AnswerEvent::Content("ab".into())
+                AnswerEvent::Text("a".into()),
+                AnswerEvent::Text("ab".into())
             ]
         );
     }
@@ -391,8 +385,8 @@ mod tests {
         assert_eq!(
             got,
             [
-                AnswerEvent::Content("![image](https://cdn/a.png?key=k)".into()),
-                AnswerEvent::Content("\n\n![image](https://cdn/b.png)".into()),
+                AnswerEvent::Text("![image](https://cdn/a.png?key=k)".into()),
+                AnswerEvent::Text("\n\n![image](https://cdn/b.png)".into()),
             ]
         );
         assert!(d.finish().is_ok());

@@ -12,8 +12,8 @@ use serde_json::Value;
 use super::oss::{self, StsToken};
 use super::payload::WireFile;
 use super::{CallKind, Credentials, QwenClient, UpstreamError, content_type, error};
-use crate::chat::ChatRequest;
 use crate::media::fetch::read_limited;
+use crate::upstream::Turn;
 
 /// How often and how long a document's parse status is polled.
 const PARSE_POLL: Duration = Duration::from_secs(1);
@@ -161,7 +161,7 @@ impl QwenClient {
     pub async fn start_video(
         &self,
         creds: &Credentials,
-        req: &ChatRequest,
+        req: &Turn,
         chat_id: &str,
         files: &[WireFile],
     ) -> Result<String, UpstreamError> {

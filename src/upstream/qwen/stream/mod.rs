@@ -1,18 +1,18 @@
-//! Upstream SSE → internal answer events: an SSE parser feeding a named decoder state machine.
+//! Upstream SSE → neutral answer events: an SSE parser feeding a named decoder state machine.
 
 mod decoder;
-mod search;
-mod sse;
+mod parser;
 
 use futures::{Stream, StreamExt};
 
 pub use decoder::{DecodeOptions, Decoder, Step};
-use sse::SseParser;
+use parser::SseParser;
 
-use crate::chat::AnswerEvent;
-use crate::upstream::{ByteStream, UpstreamError};
+use crate::conversation::AnswerEvent;
+use crate::upstream::UpstreamError;
+use crate::upstream::qwen::ByteStream;
 
-/// Decodes a completion's raw bytes into answer events, ending with `Done` or one error.
+/// Decodes a completion's raw bytes into answer events, ending with `Finish` or one error.
 pub fn answers(
     mut bytes: ByteStream,
     opts: DecodeOptions,

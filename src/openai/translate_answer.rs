@@ -1,12 +1,71 @@
-//! Internal answer events → OpenAI chunks (streaming) or one chat completion (non-streaming),
-//! with reasoning placed per the reasoning format.
+//! Answer events → OpenAI chunks (streaming) or one chat completion (non-streaming), with
+//! reasoning placed per the reasoning format and search sources rendered as Markdown.
 
-use crate::chat::{AnswerEvent, TokenUsage};
-use crate::config::ReasoningFormat;
+use super::sources;
+use crate::config::{ReasoningFormat, SearchInfoMode};
+use crate::conversation::{AnswerEvent, Finish, TokenUsage};
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, Choice, CompletionTokensDetails, Delta, FinishReason,
-    ResponseMessage, Usage,
+    FunctionDelta, ResponseMessage, ToolCallDelta, Usage,
 };
+
+/// Where web-search sources are shown: a Markdown block per `SEARCH_INFO_MODE`, in the
+/// reasoning while a thinking answer has not started its text (when reasoning is shown), else
+/// in the text.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceStyle {
+    pub mode: SearchInfoMode,
+    pub into_reasoning: bool,
+}
+
+impl SourceStyle {
+    pub fn new(mode: SearchInfoMode, thinking: bool, format: ReasoningFormat) -> Self {
+        Self {
+            mode,
+            into_reasoning: thinking && format != ReasoningFormat::Hidden,
+        }
+    }
+}
+
+/// Turns a `Sources` event into the reasoning or text it is shown as; other events pass as
+/// they are.
+#[derive(Debug)]
+struct Placer {
+    style: SourceStyle,
+    saw_text: bool,
+}
+
+impl Placer {
+    fn place(&mut self, ev: AnswerEvent) -> Option<AnswerEvent> {
+        match ev {
+            AnswerEvent::Sources { first, sources } => {
+                let block = sources::render(self.style.mode, &sources, first);
+                if block.is_empty() {
+                    None
+                } else if self.style.into_reasoning && !self.saw_text {
+                    Some(AnswerEvent::Reasoning(block))
+                } else {
+                    // A block in the text does not count as the answer's start.
+                    Some(AnswerEvent::Text(block))
+                }
+            }
+            AnswerEvent::Text(t) => {
+                self.saw_text = true;
+                Some(AnswerEvent::Text(t))
+            }
+            other => Some(other),
+        }
+    }
+}
+
+fn finish_reason(f: Finish) -> FinishReason {
+    match f {
+        Finish::Stop => FinishReason::Stop,
+        Finish::Length => FinishReason::Length,
+        Finish::ContentFilter => FinishReason::ContentFilter,
+        Finish::ToolCalls => FinishReason::ToolCalls,
+    }
+}
 
 /// The payloads one event becomes: most often one, at most a few, held inline.
 pub type Chunks = smallvec::SmallVec<[String; 2]>;
@@ -34,6 +93,8 @@ pub struct StreamEncoder {
     include_usage: bool,
     role_sent: bool,
     think_open: bool,
+    placer: Placer,
+    usage: TokenUsage,
     /// A chunk's JSON up to and including `"choices":[`, and what follows the choices.
     head: String,
     tail: &'static str,
@@ -46,6 +107,7 @@ impl StreamEncoder {
         model: String,
         format: ReasoningFormat,
         include_usage: bool,
+        sources: SourceStyle,
     ) -> Self {
         let empty = serde_json::to_string(&ChatCompletionChunk {
             id: &id,
@@ -73,6 +135,11 @@ impl StreamEncoder {
             include_usage,
             role_sent: false,
             think_open: false,
+            placer: Placer {
+                style: sources,
+                saw_text: false,
+            },
+            usage: TokenUsage::default(),
             head: empty[..at].to_owned(),
             tail,
         }
@@ -82,7 +149,13 @@ impl StreamEncoder {
     /// stream: only the delta is serialized per event. Byte for byte what serializing the
     /// whole `ChatCompletionChunk` gives (the tests compare both).
     fn chunk(&self, delta: Delta<'_>, finish: Option<FinishReason>) -> String {
-        let text = delta.content.map_or(0, str::len) + delta.reasoning_content.map_or(0, str::len);
+        let text = delta.content.map_or(0, str::len)
+            + delta.reasoning_content.map_or(0, str::len)
+            + delta.tool_calls.map_or(0, |c| {
+                c.iter()
+                    .map(|t| t.function.arguments.map_or(0, str::len))
+                    .sum()
+            });
         let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + text + 96);
         out.extend_from_slice(self.head.as_bytes());
         out.extend_from_slice(br#"{"index":0,"delta":"#);
@@ -133,8 +206,11 @@ impl StreamEncoder {
     }
 
     /// The payloads for one event (none, one or several).
-    pub fn event(&mut self, ev: &AnswerEvent) -> Chunks {
+    pub fn event(&mut self, ev: AnswerEvent) -> Chunks {
         let mut out = Chunks::new();
+        let Some(ev) = self.placer.place(ev) else {
+            return out;
+        };
         match ev {
             AnswerEvent::Reasoning(t) if t.is_empty() => {}
             AnswerEvent::Reasoning(t) => match self.format {
@@ -142,7 +218,7 @@ impl StreamEncoder {
                     self.role(&mut out);
                     out.push(self.chunk(
                         Delta {
-                            reasoning_content: Some(t),
+                            reasoning_content: Some(&t),
                             ..Delta::default()
                         },
                         None,
@@ -152,49 +228,129 @@ impl StreamEncoder {
                     self.think_open = true;
                     self.content(&mut out, &format!("{THINK_OPEN}{t}"));
                 }
-                ReasoningFormat::Tags => self.content(&mut out, t),
+                ReasoningFormat::Tags => self.content(&mut out, &t),
                 ReasoningFormat::Hidden => {}
             },
-            AnswerEvent::Content(t) if t.is_empty() => {}
-            AnswerEvent::Content(t) => {
+            AnswerEvent::Text(t) if t.is_empty() => {}
+            AnswerEvent::Text(t) => {
                 if self.think_open {
                     self.think_open = false;
                     self.content(&mut out, &format!("{THINK_CLOSE}{t}"));
                 } else {
-                    self.content(&mut out, t);
+                    self.content(&mut out, &t);
                 }
             }
-            AnswerEvent::Done(u) => {
-                if self.think_open {
-                    self.think_open = false;
-                    self.content(&mut out, THINK_CLOSE);
-                }
+            AnswerEvent::ToolCallStart { index, id, name } => {
+                self.close_think(&mut out);
                 self.role(&mut out);
-                out.push(self.chunk(Delta::default(), Some(FinishReason::Stop)));
+                let call = [ToolCallDelta {
+                    index,
+                    id: Some(&id),
+                    kind: Some("function"),
+                    function: FunctionDelta {
+                        name: Some(&name),
+                        arguments: Some(""),
+                    },
+                }];
+                out.push(self.chunk(
+                    Delta {
+                        tool_calls: Some(&call),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
+            }
+            AnswerEvent::ToolCallArguments { index, delta } => {
+                let call = [ToolCallDelta {
+                    index,
+                    id: None,
+                    kind: None,
+                    function: FunctionDelta {
+                        name: None,
+                        arguments: Some(&delta),
+                    },
+                }];
+                out.push(self.chunk(
+                    Delta {
+                        tool_calls: Some(&call),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
+            }
+            AnswerEvent::ToolCallEnd { .. } | AnswerEvent::Sources { .. } => {}
+            AnswerEvent::Usage(u) => self.usage = u,
+            AnswerEvent::Finish(f) => {
+                self.close_think(&mut out);
+                self.role(&mut out);
+                out.push(self.chunk(Delta::default(), Some(finish_reason(f))));
                 if self.include_usage {
-                    out.push(self.usage_chunk(usage(*u)));
+                    out.push(self.usage_chunk(usage(self.usage)));
                 }
             }
         }
         out
     }
+
+    fn close_think(&mut self, out: &mut Chunks) {
+        if self.think_open {
+            self.think_open = false;
+            self.content(out, THINK_CLOSE);
+        }
+    }
 }
 
 /// Collects a whole answer for a non-streaming client.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Aggregate {
     content: String,
     reasoning: String,
     usage: TokenUsage,
+    finish: Option<Finish>,
+    tool_calls: Vec<crate::openai::ToolCallOut>,
+    placer: Placer,
 }
 
 impl Aggregate {
+    pub fn new(sources: SourceStyle) -> Self {
+        Self {
+            content: String::new(),
+            reasoning: String::new(),
+            usage: TokenUsage::default(),
+            finish: None,
+            tool_calls: Vec::new(),
+            placer: Placer {
+                style: sources,
+                saw_text: false,
+            },
+        }
+    }
+
     pub fn push(&mut self, ev: AnswerEvent) {
+        let Some(ev) = self.placer.place(ev) else {
+            return;
+        };
         match ev {
             AnswerEvent::Reasoning(t) => self.reasoning.push_str(&t),
-            AnswerEvent::Content(t) => self.content.push_str(&t),
-            AnswerEvent::Done(u) => self.usage = u,
+            AnswerEvent::Text(t) => self.content.push_str(&t),
+            AnswerEvent::ToolCallStart { id, name, .. } => {
+                self.tool_calls
+                    .push(crate::openai::ToolCallOut::new(id, name));
+            }
+            AnswerEvent::ToolCallArguments { delta, .. } => {
+                if let Some(call) = self.tool_calls.last_mut() {
+                    call.function.arguments.push_str(&delta);
+                }
+            }
+            AnswerEvent::ToolCallEnd { .. } | AnswerEvent::Sources { .. } => {}
+            AnswerEvent::Usage(u) => self.usage = u,
+            AnswerEvent::Finish(f) => self.finish = Some(f),
         }
+    }
+
+    /// The text so far (what image and video generation read their links from).
+    pub fn text(&self) -> &str {
+        &self.content
     }
 
     pub fn into_completion<'a>(
@@ -228,9 +384,10 @@ impl Aggregate {
                     role: "assistant",
                     content,
                     reasoning_content,
+                    tool_calls: self.tool_calls,
                 },
                 logprobs: None,
-                finish_reason: FinishReason::Stop,
+                finish_reason: finish_reason(self.finish.unwrap_or(Finish::Stop)),
             }],
             usage: usage(self.usage),
         }
@@ -252,6 +409,7 @@ mod tests {
                 model.into(),
                 ReasoningFormat::Field,
                 include_usage,
+                SourceStyle::new(SearchInfoMode::Table, false, ReasoningFormat::Field),
             );
             let deltas = [
                 (Delta::default(), Some(FinishReason::Stop)),
@@ -300,8 +458,15 @@ mod tests {
     }
 
     fn encode(format: ReasoningFormat, include_usage: bool, events: &[AnswerEvent]) -> Vec<String> {
-        let mut e = StreamEncoder::new("chatcmpl-1".into(), 7, "m".into(), format, include_usage);
-        events.iter().flat_map(|ev| e.event(ev)).collect()
+        let mut e = StreamEncoder::new(
+            "chatcmpl-1".into(),
+            7,
+            "m".into(),
+            format,
+            include_usage,
+            SourceStyle::new(SearchInfoMode::Table, true, format),
+        );
+        events.iter().flat_map(|ev| e.event(ev.clone())).collect()
     }
 
     #[test]
@@ -311,12 +476,13 @@ mod tests {
             true,
             &[
                 AnswerEvent::Reasoning("r".into()),
-                AnswerEvent::Content("Hi".into()),
-                AnswerEvent::Done(TokenUsage {
+                AnswerEvent::Text("Hi".into()),
+                AnswerEvent::Usage(TokenUsage {
                     input: 3,
                     output: 4,
                     reasoning: Some(1),
                 }),
+                AnswerEvent::Finish(Finish::Stop),
             ],
         );
         let head = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":7,"model":"m","choices":"#;
@@ -350,7 +516,7 @@ mod tests {
             &[
                 AnswerEvent::Reasoning("a".into()),
                 AnswerEvent::Reasoning("b".into()),
-                AnswerEvent::Content("c".into()),
+                AnswerEvent::Text("c".into()),
             ],
         );
         let contents: Vec<String> = got
@@ -366,8 +532,8 @@ mod tests {
         let events = || {
             [
                 AnswerEvent::Reasoning("r".into()),
-                AnswerEvent::Content("c".into()),
-                AnswerEvent::Done(TokenUsage::default()),
+                AnswerEvent::Text("c".into()),
+                AnswerEvent::Finish(Finish::Stop),
             ]
         };
         for (format, content, reasoning) in [
@@ -375,7 +541,7 @@ mod tests {
             (ReasoningFormat::Tags, "<think>\nr\n</think>\n\nc", None),
             (ReasoningFormat::Hidden, "c", None),
         ] {
-            let mut a = Aggregate::default();
+            let mut a = Aggregate::new(SourceStyle::new(SearchInfoMode::Table, true, format));
             for e in events() {
                 a.push(e);
             }
@@ -386,5 +552,40 @@ mod tests {
                 reasoning
             );
         }
+    }
+
+    #[test]
+    fn sources_go_into_thinking_until_the_text_starts() {
+        let src = |first: usize, url: &str| AnswerEvent::Sources {
+            first,
+            sources: vec![crate::conversation::Source {
+                url: url.into(),
+                title: Some("T".into()),
+                hostname: Some("h".into()),
+            }],
+        };
+        let mut a = Aggregate::new(SourceStyle::new(
+            SearchInfoMode::Text,
+            true,
+            ReasoningFormat::Field,
+        ));
+        for ev in [
+            src(1, "https://a/"),
+            AnswerEvent::Reasoning("r".into()),
+            AnswerEvent::Text("c".into()),
+            src(2, "https://b/"),
+            AnswerEvent::Finish(Finish::Stop),
+        ] {
+            a.push(ev);
+        }
+        let done = a.into_completion("id", 1, "m", ReasoningFormat::Field);
+        assert_eq!(
+            done.choices[0].message.reasoning_content.as_deref(),
+            Some("[1] [T](https://a/) | h\n\nr")
+        );
+        assert_eq!(
+            done.choices[0].message.content,
+            "c[2] [T](https://b/) | h\n\n"
+        );
     }
 }

@@ -1,28 +1,67 @@
-//! The one place that knows the order: lease an account → create a chat → send → decode →
-//! peek for the first content → fail over to the next account while nothing has been sent.
+//! The one door to the upstream: lease an account → create a chat → send → peek for the first
+//! visible event → fail over to the next account while nothing has been sent. The whole
+//! first-byte policy lives here: invisible events are held back, a stream waits for its first
+//! visible event (or sends a keep-alive once the upstream is slow), an answer that ends with
+//! nothing is an error, and failover happens only before the first visible byte.
 
+pub mod prewarm;
+#[cfg(test)]
+mod tests;
+
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
+use tokio::time::Instant;
 
+use self::prewarm::ChatPrewarm;
 use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
-use crate::catalog::{Catalog, Snapshot};
-use crate::chat::{AnswerEvent, ChatRequest, ChatType, Feature, TokenUsage};
+use crate::catalog::{Catalog, Resolved, Snapshot};
 use crate::config::{MediaConfig, Secret};
+use crate::conversation::{
+    self, AnswerEvent, ChatType, Feature, Finish, InvalidRequest, TokenUsage,
+};
 use crate::media::Uploader;
-use crate::prewarm::ChatPrewarm;
-use crate::stream::{self, DecodeOptions};
-use crate::upstream::files::TaskState;
-use crate::upstream::{Credentials, QwenClient, UpstreamError};
+use crate::upstream::{Credentials, TaskState, Upstream, UpstreamError};
+pub use crate::upstream::{StsToken, Turn, Uploaded};
 use crate::usage::UsageRecorder;
+
+/// How the client takes the answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Event by event from the first visible one; a later failure ends the stream with an
+    /// error. Until the first visible event arrives, a keep-alive is sent once `keepalive` has
+    /// passed since the upstream was called.
+    Stream { keepalive: Duration },
+    /// All at once: the whole answer is collected first, so a failure anywhere may still fail
+    /// over.
+    Whole,
+}
+
+/// What a streamed answer yields.
+#[derive(Debug)]
+pub enum Streamed {
+    /// Nothing visible yet, but the upstream is working: tell the client so.
+    KeepAlive,
+    Event(AnswerEvent),
+}
+
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<Streamed, ProxyError>> + Send>>;
+
+/// The answer, as the delivery asked.
+pub enum Answer {
+    Whole(Vec<AnswerEvent>),
+    Stream(AnswerStream),
+}
 
 /// How long a client is told to wait after a WAF challenge.
 const CHALLENGE_RETRY_AFTER: Duration = Duration::from_secs(30);
 
-/// What the proxy stream yields besides answer events.
+/// What the attempts yield besides answer events.
 #[derive(Debug)]
-pub enum Progress {
+enum Progress {
     /// The first upstream completion request has just been sent (the keep-alive clock starts).
     UpstreamCalled,
     Event(AnswerEvent),
@@ -51,6 +90,19 @@ pub enum ProxyError {
     /// The upstream failed after the answer had started.
     #[error("the upstream failed mid-answer: {0}")]
     MidStream(UpstreamError),
+    /// A single upstream call outside a chat (an upload ticket, a download of generated media)
+    /// failed.
+    #[error("the upstream call failed: {0}")]
+    Call(UpstreamError),
+}
+
+/// Why a conversation cannot be sent at all.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("the model {0:?} does not exist")]
+    ModelNotFound(String),
+    #[error("{}", .0.message)]
+    Invalid(InvalidRequest),
 }
 
 impl ProxyError {
@@ -60,7 +112,7 @@ impl ProxyError {
 }
 
 pub struct Proxy {
-    client: Arc<QwenClient>,
+    upstream: Arc<dyn Upstream>,
     accounts: Arc<AccountManager>,
     catalog: Catalog,
     usage: Arc<UsageRecorder>,
@@ -82,17 +134,17 @@ pub struct RunContext {
 
 impl Proxy {
     pub fn new(
-        client: Arc<QwenClient>,
+        upstream: Arc<dyn Upstream>,
         accounts: Arc<AccountManager>,
         catalog: Catalog,
         usage: Arc<UsageRecorder>,
         uploader: Uploader,
         media: MediaConfig,
     ) -> Self {
-        let up = client.config();
-        let prewarm = ChatPrewarm::new(up.chat_prewarm, up.chat_prewarm_ttl);
+        let habits = upstream.habits();
+        let prewarm = ChatPrewarm::new(habits.prewarm, habits.prewarm_ttl);
         Self {
-            client,
+            upstream,
             accounts,
             catalog,
             usage,
@@ -100,10 +152,6 @@ impl Proxy {
             uploader,
             media,
         }
-    }
-
-    pub fn client(&self) -> &Arc<QwenClient> {
-        &self.client
     }
 
     pub fn uploader(&self) -> &Uploader {
@@ -131,22 +179,140 @@ impl Proxy {
         let creds = self.pool().first_usable().map(|a| a.credentials());
         self.catalog
             .snapshot(creds.is_some(), || async {
-                self.client.models(creds.as_ref()).await
+                self.upstream.models(creds.as_ref()).await
             })
             .await
     }
 
-    /// Runs `req` with failover. Streaming (`buffered == false`): events are forwarded from the
-    /// first visible one on, and a later failure is `MidStream`. Buffered: the whole answer is
-    /// collected first, so a failure anywhere may still fail over.
-    pub fn run(
+    /// The model a client named, as the catalog resolves it.
+    pub async fn resolve(&self, model: &str) -> Result<Resolved, PrepareError> {
+        let snap = self.models().await;
+        self.catalog
+            .resolve(&snap, model)
+            .ok_or_else(|| PrepareError::ModelNotFound(model.to_owned()))
+    }
+
+    /// The turn the upstream sends for a conversation and its resolved model.
+    pub fn prepare(
+        &self,
+        req: &conversation::Request,
+        model: &Resolved,
+    ) -> Result<Turn, PrepareError> {
+        self.upstream
+            .prepare(req, model)
+            .map_err(PrepareError::Invalid)
+    }
+
+    /// Credentials for a client to upload one file itself, made with the first usable account.
+    pub async fn upload_ticket(
+        &self,
+        filename: &str,
+        size: u64,
+        filetype: &str,
+    ) -> Result<StsToken, ProxyError> {
+        let creds = self
+            .pool()
+            .first_usable()
+            .map(|a| a.credentials())
+            .ok_or(ProxyError::NoAccount)?;
+        self.upstream
+            .upload_ticket(&creds, filename, size, filetype)
+            .await
+            .map_err(ProxyError::Call)
+    }
+
+    /// Uploads a file with the first usable account (which fills that account's upload cache),
+    /// or does nothing when there is none.
+    pub async fn upload_ahead(
+        &self,
+        kind: crate::conversation::MediaKind,
+        blob: &crate::conversation::Blob,
+    ) -> Result<Option<Uploaded>, ProxyError> {
+        let Some(account) = self.pool().first_usable() else {
+            return Ok(None);
+        };
+        self.uploader
+            .upload(&account.credentials(), Some(&account.id), kind, blob)
+            .await
+            .map(Some)
+            .map_err(ProxyError::Call)
+    }
+
+    /// Downloads media the upstream generated, up to `limit` bytes.
+    pub async fn fetch_generated(&self, url: &str, limit: usize) -> Result<Bytes, ProxyError> {
+        self.upstream
+            .fetch_generated(None, url, limit)
+            .await
+            .map(|(bytes, _)| bytes)
+            .map_err(ProxyError::Call)
+    }
+
+    /// Runs `turn` with failover and delivers the answer: whole, or as a stream whose fate
+    /// (an ordinary error or a stream) is decided before its first byte.
+    pub async fn answer(
         self: &Arc<Self>,
-        req: ChatRequest,
-        opts: DecodeOptions,
-        buffered: bool,
+        turn: Turn,
+        delivery: Delivery,
+        ctx: RunContext,
+    ) -> Result<Answer, ProxyError> {
+        let attempts = self.attempts(turn, delivery, ctx);
+        let keepalive = match delivery {
+            Delivery::Whole => {
+                futures::pin_mut!(attempts);
+                let mut events = Vec::new();
+                while let Some(item) = attempts.next().await {
+                    if let Progress::Event(ev) = item? {
+                        events.push(ev);
+                    }
+                }
+                return Ok(Answer::Whole(events));
+            }
+            Delivery::Stream { keepalive } => keepalive,
+        };
+        let mut attempts = Box::pin(attempts);
+        // Wait for the first visible event, or for the keep-alive interval to pass after the
+        // upstream was called: a failure before either is still an ordinary error.
+        let mut deadline: Option<Instant> = None;
+        let first = loop {
+            let wait = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                item = attempts.next() => match item {
+                    Some(Ok(Progress::UpstreamCalled)) => deadline = Some(Instant::now() + keepalive),
+                    Some(Ok(Progress::Event(ev))) => break Streamed::Event(ev),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(ProxyError::MidStream(UpstreamError::EmptyAnswer)),
+                },
+                () = wait => break Streamed::KeepAlive,
+            }
+        };
+        let rest = attempts.filter_map(|item| async move {
+            match item {
+                Ok(Progress::UpstreamCalled) => None,
+                Ok(Progress::Event(ev)) => Some(Ok(Streamed::Event(ev))),
+                Err(e) => Some(Err(e)),
+            }
+        });
+        Ok(Answer::Stream(Box::pin(
+            futures::stream::once(async move { Ok(first) }).chain(rest),
+        )))
+    }
+
+    /// Runs `req` with failover. Streaming: events are forwarded from the first visible one
+    /// on (invisible ones before it are held back), and a later failure is `MidStream`. Whole:
+    /// the answer is collected first, so a failure anywhere may still fail over.
+    fn attempts(
+        self: &Arc<Self>,
+        req: Turn,
+        delivery: Delivery,
         ctx: RunContext,
     ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
         let this = Arc::clone(self);
+        let buffered = delivery == Delivery::Whole;
         async_stream::stream! {
             let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref(), req.chat_type.feature());
             let mut announced = false;
@@ -160,11 +326,11 @@ impl Proxy {
                 };
                 let account = Arc::clone(lease.account());
                 let creds = account.credentials();
-                let files = if req.attachments.is_empty() {
+                let uploads = if req.attachments.is_empty() {
                     Vec::new()
                 } else {
                     let scope = f.passthrough.is_none().then_some(account.id.as_str());
-                    match this.uploader.files(&creds, scope, &req).await {
+                    match this.uploader.uploads(&creds, scope, &req).await {
                         Ok(files) => files,
                         Err(e) => {
                             if let Err(fin) = f.failed(&this.accounts, &account, e) {
@@ -182,14 +348,14 @@ impl Proxy {
                     } else {
                         let (ready, expired) = this.prewarm.take(&account.id, &req);
                         for id in expired {
-                            drop(ChatCleanup::new(&this.client, &creds, id));
+                            drop(ChatCleanup::new(&this.upstream, &creds, id));
                         }
-                        this.prewarm.refill(&this.client, &account.id, &creds, &req);
+                        this.prewarm.refill(&this.upstream, &account.id, &creds, &req);
                         ready
                     };
                     let created = match prewarmed {
                         Some(id) => Ok(id),
-                        None => this.client.create_chat(&creds, &req).await,
+                        None => this.upstream.create_chat(&creds, &req).await,
                     };
                     let chat_id = match created {
                         Ok(id) => id,
@@ -201,13 +367,13 @@ impl Proxy {
                             continue 'accounts;
                         }
                     };
-                    let _cleanup = ChatCleanup::new(&this.client, &creds, chat_id.clone());
+                    let _cleanup = ChatCleanup::new(&this.upstream, &creds, chat_id.clone());
                     if !announced {
                         announced = true;
                         yield Ok(Progress::UpstreamCalled);
                     }
                     if req.chat_type == ChatType::Video {
-                        let task = match this.client.start_video(&creds, &req, &chat_id, &files).await {
+                        let task = match this.upstream.start_video(&creds, &req, &chat_id, &uploads).await {
                             Ok(task) => task,
                             Err(UpstreamError::ChatInProgress) if !busy_retried => {
                                 busy_retried = true;
@@ -228,8 +394,9 @@ impl Proxy {
                             Ok(url) => {
                                 let usage = TokenUsage::default();
                                 f.succeeded(&this, &account, ctx.key_id.as_deref(), usage);
-                                yield Ok(Progress::Event(AnswerEvent::Content(format!("[video]({url})"))));
-                                yield Ok(Progress::Event(AnswerEvent::Done(usage)));
+                                yield Ok(Progress::Event(AnswerEvent::Text(format!("[video]({url})"))));
+                                yield Ok(Progress::Event(AnswerEvent::Usage(usage)));
+                                yield Ok(Progress::Event(AnswerEvent::Finish(Finish::Stop)));
                             }
                             Err(e) => {
                                 tracing::warn!(account = %account.id, task = %task, error = %e, "video task failed");
@@ -239,8 +406,8 @@ impl Proxy {
                         }
                         return;
                     }
-                    let mut events = match this.client.complete(&creds, &req, &chat_id, &files).await {
-                        Ok(bytes) => stream::answers(bytes, opts).boxed(),
+                    let mut events = match this.upstream.complete(&creds, &req, &chat_id, &uploads).await {
+                        Ok(events) => events,
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                             busy_retried = true;
@@ -256,27 +423,32 @@ impl Proxy {
                     };
                     let mut held: Vec<AnswerEvent> = Vec::new();
                     let mut committed = false;
+                    let mut usage = TokenUsage::default();
                     while let Some(item) = events.next().await {
                         match item {
                             Ok(ev) => {
-                                if let AnswerEvent::Done(u) = &ev {
-                                    f.succeeded(&this, &account, ctx.key_id.as_deref(), *u);
-                                }
-                                if buffered {
-                                    let done = matches!(ev, AnswerEvent::Done(_));
-                                    held.push(ev);
-                                    if done {
-                                        for ev in held.drain(..) {
-                                            yield Ok(Progress::Event(ev));
-                                        }
+                                let done = matches!(ev, AnswerEvent::Finish(_));
+                                match &ev {
+                                    AnswerEvent::Usage(u) => usage = *u,
+                                    AnswerEvent::Finish(_) => {
+                                        f.succeeded(&this, &account, ctx.key_id.as_deref(), usage);
                                     }
-                                    continue;
+                                    _ => {}
                                 }
-                                if !committed && !ev.is_visible() && !matches!(ev, AnswerEvent::Done(_)) {
-                                    continue;
+                                // Held back: everything while buffering, and what a client
+                                // would not see until the first event it would.
+                                if buffered || (!committed && !ev.is_visible() && !done) {
+                                    held.push(ev);
+                                    if !done {
+                                        continue;
+                                    }
+                                } else {
+                                    committed = true;
+                                    held.push(ev);
                                 }
-                                committed = true;
-                                yield Ok(Progress::Event(ev));
+                                for ev in held.drain(..) {
+                                    yield Ok(Progress::Event(ev));
+                                }
                             }
                             Err(UpstreamError::ChatInProgress) if !committed && !busy_retried => {
                                 tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
@@ -324,7 +496,7 @@ impl Proxy {
                     self.media.video_timeout
                 )));
             }
-            match self.client.task_status(creds, task).await {
+            match self.upstream.task_status(creds, task).await {
                 Ok(TaskState::Succeeded { url }) => return Ok(url),
                 Ok(TaskState::Failed { reason }) => {
                     return Err(UpstreamError::Transient(format!(
@@ -525,14 +697,14 @@ impl Failover {
 
 /// Deletes the upstream chat in the background once the attempt is over, however it ends.
 struct ChatCleanup {
-    job: Option<(Arc<QwenClient>, Credentials, String)>,
+    job: Option<(Arc<dyn Upstream>, Credentials, String)>,
 }
 
 impl ChatCleanup {
-    fn new(client: &Arc<QwenClient>, creds: &Credentials, chat_id: String) -> Self {
-        let enabled = client.config().chat_cleanup;
+    fn new(upstream: &Arc<dyn Upstream>, creds: &Credentials, chat_id: String) -> Self {
+        let enabled = upstream.habits().cleanup;
         Self {
-            job: enabled.then(|| (Arc::clone(client), creds.clone(), chat_id)),
+            job: enabled.then(|| (Arc::clone(upstream), creds.clone(), chat_id)),
         }
     }
 }

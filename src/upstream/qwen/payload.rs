@@ -1,9 +1,11 @@
-//! The v2 request bodies (docs/upstream.md §5.1–§5.2) built from the internal request.
+//! The v2 request bodies (docs/upstream.md §5.1–§5.2) built from a turn.
 
 use serde::Serialize;
 
-use crate::chat::{Attachment, ChatRequest, ChatType, MediaSource};
+use crate::conversation::{ChatType, Media, MediaSource};
 use crate::media::MediaKind;
+use crate::upstream::Turn;
+pub use crate::upstream::Uploaded;
 
 /// `POST /api/v2/chats/new`.
 #[derive(Debug, Serialize)]
@@ -17,7 +19,7 @@ pub struct NewChatBody<'a> {
 }
 
 impl<'a> NewChatBody<'a> {
-    pub fn new(req: &'a ChatRequest) -> Self {
+    pub fn new(req: &'a Turn) -> Self {
         Self {
             title: "New Chat",
             models: [&req.model],
@@ -116,18 +118,6 @@ pub struct FileMeta {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ParseMeta {
     pub parse_status: &'static str,
-}
-
-/// What an upload produced, enough to reference it in a message.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, Serialize)]
-pub struct Uploaded {
-    pub file_id: String,
-    /// The pre-signed GET URL.
-    pub file_url: String,
-    /// The object key; its first segment is the account's user id.
-    pub file_path: String,
-    /// Unix milliseconds of the upload.
-    pub uploaded_at: i64,
 }
 
 impl FileEntry {
@@ -247,7 +237,7 @@ pub struct ExtraMeta {
 
 impl<'a> CompletionBody<'a> {
     /// `files` are the uploads made for this attempt's account, in attachment order.
-    pub fn new(req: &'a ChatRequest, chat_id: &'a str, files: &'a [WireFile]) -> Self {
+    pub fn new(req: &'a Turn, chat_id: &'a str, files: &'a [WireFile]) -> Self {
         let ts = now().as_secs();
         let chat_type = req.chat_type.as_str();
         let search = matches!(req.chat_type, ChatType::Search);
@@ -307,7 +297,7 @@ impl<'a> CompletionBody<'a> {
 
 /// Media passed by URL go into a content array next to the prompt; uploads go into `files[]`.
 /// For image edit the URL is a `files[]` item instead (see [`url_files`]).
-fn content(req: &ChatRequest) -> WireContent<'_> {
+fn content(req: &Turn) -> WireContent<'_> {
     if req.chat_type == ChatType::ImageEdit {
         return WireContent::Text(&req.prompt);
     }
@@ -332,13 +322,13 @@ fn content(req: &ChatRequest) -> WireContent<'_> {
 }
 
 /// `files[]` items for attachments passed by URL, which only image edit takes this way.
-pub fn url_files(req: &ChatRequest) -> Vec<WireFile> {
+pub fn url_files(req: &Turn) -> Vec<WireFile> {
     if req.chat_type != ChatType::ImageEdit {
         return Vec::new();
     }
     req.attachments
         .iter()
-        .filter_map(|a: &Attachment| match &a.source {
+        .filter_map(|a: &Media| match &a.source {
             MediaSource::Url(u) => Some(WireFile::Url {
                 kind: "image",
                 url: u.clone(),

@@ -1,0 +1,194 @@
+//! The upstream seam: `trait Upstream`, all that the proxy, accounts, prewarm and media rooms
+//! ask of a web chat; the `Turn` one request sends; the errors every upstream shares.
+//! chat.qwen.ai is the first implementation, in `qwen/`.
+
+pub mod error;
+pub mod qwen;
+#[cfg(test)]
+pub mod scripted;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+
+pub use error::UpstreamError;
+pub use qwen::files::TaskState;
+pub use qwen::oss::StsToken;
+pub use qwen::wire::UpstreamModel;
+
+use crate::catalog::Resolved;
+use crate::config::Secret;
+use crate::conversation::{self, AnswerEvent, Blob, ChatType, InvalidRequest, Media, MediaKind};
+
+/// The credentials one upstream call runs with: an account's, or a caller's own.
+#[derive(Clone)]
+pub struct Credentials {
+    pub token: Secret,
+    /// Browser cookies to send along (their `token` is replaced by the current one).
+    pub cookies: Option<Secret>,
+    pub proxy: Option<String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("token", &self.token)
+            .field("cookies", &self.cookies)
+            .field(
+                "proxy",
+                &self.proxy.as_deref().map(crate::config::mask_url_password),
+            )
+            .finish()
+    }
+}
+
+/// What an upload produced, enough to reference it in a message.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Uploaded {
+    pub file_id: String,
+    /// The file's (often pre-signed) URL.
+    pub file_url: String,
+    /// The object key; its first segment is the account's user id.
+    pub file_path: String,
+    /// Unix milliseconds of the upload.
+    pub uploaded_at: i64,
+}
+
+/// A completion's answer, decoded: answer events ending with `Finish`, or one error.
+pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
+
+/// What one request sends to a web chat, made from the conversation by the upstream's own
+/// [`Upstream::prepare`] (or directly, for image and video generation).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Turn {
+    /// The upstream model id (suffixes and aliases already applied).
+    pub model: String,
+    /// The conversation as the one message the web chat takes.
+    pub prompt: String,
+    pub thinking: bool,
+    pub thinking_budget: Option<u64>,
+    pub chat_type: ChatType,
+    /// Media for the message, uploaded with the account that runs the chat.
+    pub attachments: Vec<Media>,
+    /// Aspect ratio (`"16:9"`) for generated images and videos.
+    pub size: Option<&'static str>,
+    /// Whether reasoning is decoded at all (hidden reasoning is dropped as it arrives).
+    pub reasoning_shown: bool,
+}
+
+impl Turn {
+    /// A text chat with no attachments.
+    pub fn text(model: impl Into<String>, prompt: impl Into<String>) -> Self {
+        Self {
+            model: model.into(),
+            prompt: prompt.into(),
+            thinking: false,
+            thinking_budget: None,
+            chat_type: ChatType::Text,
+            attachments: Vec::new(),
+            size: None,
+            reasoning_shown: false,
+        }
+    }
+}
+
+/// Chat-lifecycle settings the proxy follows for this upstream.
+#[derive(Clone, Copy, Debug)]
+pub struct ChatHabits {
+    /// Delete each chat once its attempt is over.
+    pub cleanup: bool,
+    /// Chats to create ahead of time per account, model and chat type, and how long one keeps.
+    pub prewarm: usize,
+    pub prewarm_ttl: Duration,
+}
+
+/// A web chat the proxy can run conversations on. Calls carry the account's credentials; none
+/// of them retries on another account (that is the proxy's work).
+#[async_trait::async_trait]
+pub trait Upstream: Send + Sync {
+    /// The conversation as this upstream sends it, for the resolved model.
+    fn prepare(
+        &self,
+        req: &conversation::Request,
+        model: &Resolved,
+    ) -> Result<Turn, InvalidRequest>;
+
+    fn habits(&self) -> ChatHabits;
+
+    /// Signs in with e-mail and password (through `proxy` if given) → a token.
+    async fn sign_in(
+        &self,
+        email: &str,
+        password: &Secret,
+        proxy: Option<&str>,
+    ) -> Result<Secret, UpstreamError>;
+
+    /// Whether the upstream still accepts the credential.
+    async fn check_token(&self, creds: &Credentials) -> Result<(), UpstreamError>;
+
+    async fn models(
+        &self,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<UpstreamModel>, UpstreamError>;
+
+    /// A new chat → its id.
+    async fn create_chat(&self, creds: &Credentials, turn: &Turn) -> Result<String, UpstreamError>;
+
+    /// Sends the turn in the chat; `uploads` are the turn's blob attachments, uploaded with this
+    /// account, in order.
+    async fn complete(
+        &self,
+        creds: &Credentials,
+        turn: &Turn,
+        chat_id: &str,
+        uploads: &[Uploaded],
+    ) -> Result<AnswerStream, UpstreamError>;
+
+    /// Deletes a chat; one already gone counts as deleted.
+    async fn delete_chat(&self, creds: &Credentials, chat_id: &str) -> Result<(), UpstreamError>;
+
+    /// Puts one blob on the upstream for this account.
+    async fn upload(
+        &self,
+        creds: &Credentials,
+        kind: MediaKind,
+        blob: &Blob,
+    ) -> Result<Uploaded, UpstreamError>;
+
+    /// When an upload stops being usable, if its URL says.
+    fn upload_expiry(&self, up: &Uploaded) -> Option<std::time::SystemTime>;
+
+    /// Credentials for a client to upload one file itself.
+    async fn upload_ticket(
+        &self,
+        creds: &Credentials,
+        filename: &str,
+        size: u64,
+        filetype: &str,
+    ) -> Result<StsToken, UpstreamError>;
+
+    /// Downloads generated media (at most `limit` bytes) → bytes and MIME type.
+    async fn fetch_generated(
+        &self,
+        proxy: Option<&str>,
+        url: &str,
+        limit: usize,
+    ) -> Result<(Bytes, String), UpstreamError>;
+
+    /// Starts a video task in the chat → the task id to poll.
+    async fn start_video(
+        &self,
+        creds: &Credentials,
+        turn: &Turn,
+        chat_id: &str,
+        uploads: &[Uploaded],
+    ) -> Result<String, UpstreamError>;
+
+    async fn task_status(
+        &self,
+        creds: &Credentials,
+        task: &str,
+    ) -> Result<TaskState, UpstreamError>;
+}

@@ -1,0 +1,266 @@
+//! The conversation as chat.qwen.ai takes it: one user message (the flattening of protocol
+//! §5.3), the chat type and model switches, the media of the turn, and a long prompt sent as a
+//! file.
+
+use std::sync::Arc;
+
+use crate::catalog::Resolved;
+use crate::conversation::{
+    self, Blob, ChatType, InvalidRequest, Media, MediaKind, MediaSource, Message, Part, Role,
+};
+use crate::media::input::last_markdown_image;
+use crate::upstream::Turn;
+
+/// The turn for a conversation and its resolved model. `prompt_file_threshold`: see
+/// [`offload_long_prompt`].
+pub fn prepare(
+    req: &conversation::Request,
+    model: &Resolved,
+    prompt_file_threshold: usize,
+) -> Result<Turn, InvalidRequest> {
+    let (thinking, thinking_budget) = req
+        .options
+        .thinking
+        .decide(model.thinking, model.must_think);
+    let chat_type = match (model.media, req.options.chat_type) {
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) if model.search => ChatType::Search,
+        (None, None) => ChatType::Text,
+    };
+    let prompt = if chat_type.feature().is_some() {
+        // Generation takes the instruction, not a transcript.
+        last_user_text(&req.messages)
+    } else {
+        flatten(&req.messages)
+    };
+    // `size` was checked by the surface.
+    let size = if chat_type.feature().is_some() {
+        crate::media::size::requested_ratio(req.options.size.as_deref(), &prompt)
+            .ok()
+            .flatten()
+    } else {
+        None
+    };
+    let attachments = if chat_type == ChatType::ImageEdit {
+        vec![image_to_edit(&req.messages)?]
+    } else {
+        media_of(&req.messages)
+    };
+    let mut turn = Turn {
+        model: model.upstream_id.clone(),
+        prompt,
+        thinking,
+        thinking_budget,
+        chat_type,
+        attachments,
+        size,
+        reasoning_shown: req.options.reasoning_shown,
+    };
+    offload_long_prompt(&mut turn, prompt_file_threshold);
+    Ok(turn)
+}
+
+/// Every media part, in order.
+fn media_of(messages: &[Message]) -> Vec<Media> {
+    messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .filter_map(|p| match p {
+            Part::Media(media) => Some(media.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Image edit takes the last image of the conversation: a user's image part, or an image an
+/// assistant answered with (`![..](url)`).
+fn image_to_edit(messages: &[Message]) -> Result<Media, InvalidRequest> {
+    let mut last = None;
+    for m in messages {
+        match m.role {
+            Role::Assistant => {
+                if let Some(url) = last_markdown_image(&m.joined_text()) {
+                    last = Some(Media {
+                        kind: MediaKind::Image,
+                        source: MediaSource::Url(url.to_owned()),
+                    });
+                }
+            }
+            _ => {
+                for p in &m.parts {
+                    if let Part::Media(media) = p {
+                        if media.kind == MediaKind::Image {
+                            last = Some(media.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    last.ok_or_else(|| {
+        InvalidRequest::new(
+            "image edit needs an image in the conversation; send one as an image_url part",
+            "messages",
+            "image_required",
+        )
+    })
+}
+
+/// The text of the last user message (falling back to the flattened conversation).
+fn last_user_text(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(Message::joined_text)
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| flatten(messages))
+}
+
+/// The conversation as the one user turn the web chat accepts: system messages merged first;
+/// a single message as is; a longer history as `role:text` items joined with `;`. Tool calls
+/// are not written; a tool's result is a `tool:` item.
+pub fn flatten(messages: &[Message]) -> String {
+    let system: Vec<String> = messages
+        .iter()
+        .filter(|m| m.role == Role::System)
+        .map(Message::joined_text)
+        .filter(|t| !t.is_empty())
+        .collect();
+    let mut items: Vec<(&'static str, String)> = Vec::new();
+    if !system.is_empty() {
+        items.push(("system", system.join("\n")));
+    }
+    for m in messages.iter().filter(|m| m.role != Role::System) {
+        let text = m.joined_text();
+        if !text.is_empty() {
+            items.push((m.role.as_str(), text));
+        }
+    }
+    match items.as_slice() {
+        [] => String::new(),
+        [(_, only)] => only.clone(),
+        _ => items
+            .iter()
+            .map(|(role, text)| format!("{role}:{text}"))
+            .collect::<Vec<_>>()
+            .join(";"),
+    }
+}
+
+/// The instruction sent in place of a prompt that went up as a file.
+const PROMPT_FILE_INSTRUCTION: &str = "The full conversation is in the attached file prompt.txt. Read it and reply to its last message as the assistant.";
+
+/// A text prompt over `threshold` bytes is uploaded as `prompt.txt` (docs/upstream.md §5.3): the site
+/// answers very large bodies with a captcha.
+pub fn offload_long_prompt(turn: &mut Turn, threshold: usize) {
+    if threshold == 0
+        || turn.prompt.len() <= threshold
+        || !matches!(turn.chat_type, ChatType::Text | ChatType::Search)
+    {
+        return;
+    }
+    let text = std::mem::replace(&mut turn.prompt, PROMPT_FILE_INSTRUCTION.to_owned());
+    tracing::debug!(
+        bytes = text.len(),
+        "prompt over PROMPT_FILE_THRESHOLD_KB; sending it as a file"
+    );
+    let blob = Blob::new(text.into_bytes().into(), "text/plain", "prompt.txt");
+    turn.attachments.push(Media {
+        kind: MediaKind::Document,
+        source: MediaSource::Blob(Arc::new(blob)),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(messages: Vec<Message>) -> conversation::Request {
+        conversation::Request {
+            model: "m".into(),
+            messages,
+            options: conversation::Options::default(),
+        }
+    }
+
+    fn text(role: Role, t: &str) -> Message {
+        Message::text(role, t)
+    }
+
+    #[test]
+    fn flattening_follows_the_node_project() {
+        assert_eq!(flatten(&[text(Role::User, "hi")]), "hi");
+        let mut thought = text(Role::Assistant, "x");
+        thought.reasoning = Some("thought".into());
+        let mut call = Message::new(Role::Assistant, Vec::new());
+        call.tool_calls = vec![conversation::ToolCall {
+            id: "c".into(),
+            name: "f".into(),
+            arguments: "{}".into(),
+        }];
+        let result = Message::new(
+            Role::Tool,
+            vec![Part::ToolResult(conversation::ToolResult {
+                call_id: "c".into(),
+                name: None,
+                is_error: false,
+                content: vec![Part::Text("42".into())],
+            })],
+        );
+        let r = conv(vec![
+            text(Role::System, "be brief"),
+            Message::new(
+                Role::User,
+                vec![Part::Text("a".into()), Part::Text("b".into())],
+            ),
+            thought,
+            text(Role::System, "and kind"),
+            call,
+            result,
+            text(Role::User, "again"),
+        ]);
+        assert_eq!(
+            flatten(&r.messages),
+            "system:be brief\nand kind;user:a\nb;assistant:x;tool:42;user:again"
+        );
+    }
+
+    #[test]
+    fn image_edit_needs_an_image() {
+        let model = Resolved {
+            upstream_id: "q".into(),
+            thinking: false,
+            search: false,
+            must_think: false,
+            media: Some(ChatType::ImageEdit),
+        };
+        let r = conv(vec![text(Role::User, "make it blue")]);
+        assert_eq!(prepare(&r, &model, 0).unwrap_err().code, "image_required");
+        let r = conv(vec![
+            text(Role::Assistant, "![image](https://cdn/a.png)"),
+            text(Role::User, "make it blue"),
+        ]);
+        let turn = prepare(&r, &model, 0).unwrap();
+        assert_eq!(
+            turn.attachments[0].source,
+            MediaSource::Url("https://cdn/a.png".into())
+        );
+        assert_eq!(turn.prompt, "make it blue");
+    }
+
+    #[test]
+    fn long_prompts_go_as_a_file() {
+        let model = Resolved {
+            upstream_id: "q".into(),
+            thinking: false,
+            search: false,
+            must_think: false,
+            media: None,
+        };
+        let r = conv(vec![text(Role::User, &"x".repeat(100))]);
+        let turn = prepare(&r, &model, 10).unwrap();
+        assert_eq!(turn.prompt, PROMPT_FILE_INSTRUCTION);
+        assert_eq!(turn.attachments[0].kind, MediaKind::Document);
+    }
+}
