@@ -25,38 +25,8 @@ async fn app(accounts: usize) -> TestApp {
     TestApp::with_accounts(accounts, &[("ADMIN_KEY", ADMIN)]).await
 }
 
-/// An admin request with `key` as the bearer (`None`: no Authorization header).
-fn call(app: &TestApp, method: &str, path: &str, key: Option<&str>) -> reqwest::RequestBuilder {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let req = app.http.request(method, app.url(path));
-    match key {
-        Some(k) => req.bearer_auth(k),
-        None => req,
-    }
-}
-
-/// Sends an admin request with the admin key; returns the status and the JSON body.
 async fn admin(app: &TestApp, method: &str, path: &str, json: Option<Value>) -> (u16, Value) {
-    let mut req = call(app, method, path, Some(ADMIN));
-    if let Some(j) = json {
-        req = req.json(&j);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    (status, resp.json().await.unwrap())
-}
-
-/// Asserts the OpenAI error envelope with this type and code.
-#[track_caller]
-fn assert_error(v: &Value, kind: &str, code: &str) {
-    let e = v["error"].as_object().unwrap_or_else(|| panic!("{v}"));
-    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "message", "param", "type"], "{v}");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert_eq!(e["type"], kind, "{v}");
-    assert_eq!(e["code"], code, "{v}");
+    app.json_as(method, path, ADMIN, json).await
 }
 
 async fn health(app: &TestApp) -> Value {
@@ -85,20 +55,6 @@ async fn account_ids(app: &TestApp) -> Vec<String> {
         .iter()
         .map(|a| a["accountId"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// A chat with `key`; asserts 200 and returns the body.
-async fn chat_ok(app: &TestApp, key: &str) -> Value {
-    let resp = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body(MODEL, false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.json().await.unwrap()
 }
 
 fn completions(app: &TestApp, label: &str) -> usize {
@@ -160,14 +116,14 @@ async fn admin_routes_need_the_admin_key() {
             ),
             (Some(KEY), 403, "permission_error", "admin_key_required"),
         ] {
-            let mut req = call(&app, method, path, key);
+            let mut req = app.request_as(method, path, key);
             if let Some(j) = &json {
                 req = req.json(j);
             }
             let resp = req.send().await.unwrap();
             assert_eq!(resp.status(), status, "{method} {path} with {key:?}");
             let v: Value = resp.json().await.unwrap();
-            assert_error(&v, kind, code);
+            common::assert_error_envelope(&v, kind, code);
         }
     }
     // Nothing was changed by the refused calls.
@@ -180,7 +136,10 @@ async fn admin_routes_need_the_admin_key() {
 #[tokio::test]
 async fn the_first_api_key_is_admin_only_when_admin_key_is_unset() {
     let app = TestApp::with_accounts(1, &[("API_KEY", "k1,k2")]).await;
-    let get = |key: &'static str| call(&app, "GET", "/api/accountsHealth", Some(key)).send();
+    let get = |key: &'static str| {
+        app.request_as("GET", "/api/accountsHealth", Some(key))
+            .send()
+    };
     assert_eq!(get("k1").await.unwrap().status(), 200);
     assert_eq!(get("k2").await.unwrap().status(), 403);
     let (status, v) = admin(&app, "GET", "/api/configStatus", None).await;
@@ -190,7 +149,7 @@ async fn the_first_api_key_is_admin_only_when_admin_key_is_unset() {
 #[tokio::test]
 async fn the_admin_key_may_call_v1() {
     let app = app(1).await;
-    let v = chat_ok(&app, ADMIN).await;
+    let v = app.chat_ok(ADMIN).await;
     assert_eq!(v["choices"][0]["message"]["content"], "Hi!");
 }
 
@@ -198,25 +157,27 @@ async fn the_admin_key_may_call_v1() {
 async fn a_malformed_admin_body_gets_the_error_envelope() {
     let app = app(1).await;
     for path in ["/api/addAccount", "/api/keys"] {
-        let resp = call(&app, "POST", path, Some(ADMIN))
+        let resp = app
+            .request_as("POST", path, Some(ADMIN))
             .header("content-type", "application/json")
             .body("{\"label\": ")
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 400, "{path}");
-        assert_error(
+        common::assert_error_envelope(
             &resp.json().await.unwrap(),
             "invalid_request_error",
             "invalid_json",
         );
     }
-    let resp = call(&app, "GET", "/api/nothing-here", Some(ADMIN))
+    let resp = app
+        .request_as("GET", "/api/nothing-here", Some(ADMIN))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
-    assert_error(
+    common::assert_error_envelope(
         &resp.json().await.unwrap(),
         "invalid_request_error",
         "not_found",
@@ -247,7 +208,7 @@ async fn verify_tells_valid_keys_and_the_admin_key() {
     for bad in [json!("sk-wrong"), json!(""), Value::Null] {
         let resp = verify(bad.clone()).await.unwrap();
         assert_eq!(resp.status(), 401, "{bad}");
-        assert_error(
+        common::assert_error_envelope(
             &resp.json().await.unwrap(),
             "authentication_error",
             "invalid_api_key",
@@ -285,7 +246,7 @@ async fn accounts_health_lists_every_account_in_the_documented_shape() {
     assert_eq!(first["tokenExpiresAt"], rfc3339(exp));
     assert_eq!(data["accounts"][1]["accountId"], "account_2");
 
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let used = row(&app, "account_1").await;
     let last = used["lastUsed"].as_str().expect("lastUsed after a request");
     // RFC 3339 in UTC, like `2025-02-01T10:00:00.123Z`.
@@ -383,7 +344,7 @@ async fn accounts_health_shows_cooling_disabled_and_failure_counts() {
     assert!(a3["lastUsed"].is_string(), "{a3}");
 
     // A success ends the streak.
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(row(&app, "account_3").await["failureCount"], 0);
 }
 
@@ -418,8 +379,8 @@ async fn add_account_by_cookie_serves_at_once() {
     assert_eq!(added["source"], "runtime");
     assert_eq!(added["kind"], "token");
 
-    chat_ok(&app, KEY).await;
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(completions(&app, "added"), 1);
     assert_eq!(completions(&app, "bare"), 1);
     let first = &app.fake.completions()[0];
@@ -439,7 +400,7 @@ async fn add_account_by_cookie_serves_at_once() {
     )
     .await;
     assert_eq!(status, 409, "{v}");
-    assert_error(&v, "invalid_request_error", "conflict");
+    common::assert_error_envelope(&v, "invalid_request_error", "conflict");
     // No token in the cookie, or neither form: 400.
     for bad in [
         json!({"num": 9, "cookie": "ssxmod_itna=1"}),
@@ -479,7 +440,7 @@ async fn add_account_by_email_signs_in_first() {
     assert_eq!(added["state"], "active", "{added}");
     assert_eq!(added["kind"], "password", "{added}");
     assert!(added["tokenExpiresAt"].is_string(), "{added}");
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(completions(&app, "new@example.com"), 1);
 
     // Again: 409, and no second sign-in.
@@ -491,7 +452,7 @@ async fn add_account_by_email_signs_in_first() {
     )
     .await;
     assert_eq!(status, 409, "{v}");
-    assert_error(&v, "invalid_request_error", "conflict");
+    common::assert_error_envelope(&v, "invalid_request_error", "conflict");
     assert_eq!(app.fake.sign_ins().len(), 1);
 
     // A refused sign-in adds nothing.
@@ -505,7 +466,7 @@ async fn add_account_by_email_signs_in_first() {
         )
         .await;
         assert_eq!(status, 400, "{email}: {v}");
-        assert_error(&v, "invalid_request_error", "sign_in_failed");
+        common::assert_error_envelope(&v, "invalid_request_error", "sign_in_failed");
     }
     assert_eq!(app.fake.sign_ins().len(), 3);
     assert_eq!(account_ids(&app).await, ["new@example.com"]);
@@ -522,7 +483,7 @@ async fn delete_account_removes_it_and_unknown_ids_are_404() {
     );
     assert_eq!(account_ids(&app).await, ["account_2"]);
     for _ in 0..2 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     assert_eq!(completions(&app, "acct1"), 0);
     assert_eq!(completions(&app, "acct2"), 2);
@@ -530,7 +491,7 @@ async fn delete_account_removes_it_and_unknown_ids_are_404() {
     for id in ["account_1", "nobody"] {
         let (status, v) = admin(&app, "DELETE", &format!("/api/deleteAccount/{id}"), None).await;
         assert_eq!(status, 404, "{id}: {v}");
-        assert_error(&v, "invalid_request_error", "not_found");
+        common::assert_error_envelope(&v, "invalid_request_error", "not_found");
     }
 }
 
@@ -565,7 +526,7 @@ async fn delete_account_lets_its_stream_in_flight_finish() {
     assert!(chunks.iter().all(|c| c.get("error").is_none()), "{text}");
     assert_eq!(streamed_content(&chunks), "Hi!");
     // The next request goes to the remaining account.
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(completions(&app, "acct1"), 1);
     assert_eq!(completions(&app, "acct2"), 1);
 }
@@ -573,7 +534,7 @@ async fn delete_account_lets_its_stream_in_flight_finish() {
 #[tokio::test]
 async fn proxy_set_per_account_routes_its_next_calls_through_it() {
     let app = app(1).await;
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let direct = app.fake.requests().len();
     assert!(
         app.fake.requests().iter().all(|r| r.uri.starts_with('/')),
@@ -595,7 +556,7 @@ async fn proxy_set_per_account_routes_its_next_calls_through_it() {
         json!({"success": true, "data": {"accountId": "account_1"}})
     );
     assert_eq!(row(&app, "account_1").await["proxy"], proxy.as_str());
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let proxied: Vec<_> = app.fake.requests()[direct..]
         .iter()
         .filter(|r| r.path == CHATS_NEW || r.path == COMPLETIONS)
@@ -620,7 +581,7 @@ async fn proxy_set_per_account_routes_its_next_calls_through_it() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(row(&app, "account_1").await["proxy"], Value::Null);
     let before = app.fake.requests().len();
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let requests = app.fake.requests();
     let completion = requests[before..]
         .iter()
@@ -655,7 +616,7 @@ async fn proxy_set_per_account_routes_its_next_calls_through_it() {
     )
     .await;
     assert_eq!(status, 404, "{v}");
-    assert_error(&v, "invalid_request_error", "not_found");
+    common::assert_error_envelope(&v, "invalid_request_error", "not_found");
     let (status, v) = admin(
         &app,
         "PUT",
@@ -683,9 +644,10 @@ async fn keys_are_created_used_listed_masked_and_revoked() {
     assert!(key.len() >= 20, "{key}");
 
     // Usable on /v1 at once, not on the admin API.
-    let v = chat_ok(&app, &key).await;
+    let v = app.chat_ok(&key).await;
     assert_eq!(v["choices"][0]["message"]["content"], "Hi!");
-    let resp = call(&app, "GET", "/api/keys", Some(&key))
+    let resp = app
+        .request_as("GET", "/api/keys", Some(&key))
         .send()
         .await
         .unwrap();
@@ -713,7 +675,7 @@ async fn keys_are_created_used_listed_masked_and_revoked() {
     // One label, one key.
     let (status, v) = admin(&app, "POST", "/api/keys", Some(json!({"label": "ci"}))).await;
     assert_eq!(status, 409, "{v}");
-    assert_error(&v, "invalid_request_error", "conflict");
+    common::assert_error_envelope(&v, "invalid_request_error", "conflict");
     for bad in [json!({}), json!({"label": "  "})] {
         let (status, v) = admin(&app, "POST", "/api/keys", Some(bad.clone())).await;
         assert_eq!(status, 400, "{bad}: {v}");
@@ -733,14 +695,14 @@ async fn keys_are_created_used_listed_masked_and_revoked() {
     assert_eq!(resp.status(), 401);
     let (status, v) = admin(&app, "DELETE", &format!("/api/keys/{id}"), None).await;
     assert_eq!(status, 404, "{v}");
-    assert_error(&v, "invalid_request_error", "not_found");
+    common::assert_error_envelope(&v, "invalid_request_error", "not_found");
     // Configured keys are removed from the configuration, not here.
     for configured in ["env-1", "admin"] {
         let (status, v) = admin(&app, "DELETE", &format!("/api/keys/{configured}"), None).await;
         assert_eq!(status, 400, "{v}");
-        assert_error(&v, "invalid_request_error", "configured_key");
+        common::assert_error_envelope(&v, "invalid_request_error", "configured_key");
     }
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     // The label is free again.
     let (status, v) = admin(&app, "POST", "/api/keys", Some(json!({"label": "ci"}))).await;
     assert_eq!(status, 200, "{v}");
@@ -759,7 +721,7 @@ async fn usage_counts_requests_and_tokens_per_account_and_per_key() {
     );
     // Three with the configured key (one streamed), two with the runtime key, one as admin.
     for k in [KEY, KEY, key.as_str(), key.as_str(), ADMIN] {
-        chat_ok(&app, k).await;
+        app.chat_ok(k).await;
     }
     let resp = app.chat(body(MODEL, true)).await;
     assert!(resp.text().await.unwrap().ends_with("data: [DONE]\n\n"));
@@ -869,7 +831,7 @@ async fn reload_config_reports_nothing_changed_for_an_unchanged_file() {
     std::fs::write(&file, "RETRY_COUNT=0\n").unwrap();
     let (status, v) = admin(&app, "POST", "/api/reloadConfig", None).await;
     assert_eq!(status, 400, "{v}");
-    assert_error(&v, "invalid_request_error", "invalid_configuration");
+    common::assert_error_envelope(&v, "invalid_request_error", "invalid_configuration");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -928,7 +890,7 @@ async fn failure_count_counts_every_class_of_failure_since_the_last_success() {
     assert_eq!(count(&app).await, 1, "transient");
     // Back in service; a success ends the count.
     app.state.proxy().pool().accounts()[0].set_health(qwen2api::accounts::Health::Active);
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(count(&app).await, 0);
     app.fake.push_completion(
         None,
@@ -952,7 +914,7 @@ async fn failure_count_counts_every_class_of_failure_since_the_last_success() {
 async fn requests_made_with_the_first_api_key_standing_in_for_admin_count_under_its_own_id() {
     // No ADMIN_KEY: the first API_KEY is also the admin key.
     let app = TestApp::with_accounts(1, &[]).await;
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let resp = app.get("/api/usage?days=1").send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();

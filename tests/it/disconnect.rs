@@ -27,16 +27,11 @@ fn deletions(app: &TestApp) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// Asserts `{"error":{"message","type","param","code"}}` with this type and code.
+/// The OpenAI error envelope with this type and code, and no `param`.
 #[track_caller]
 fn assert_envelope(v: &Value, kind: &str, code: &str) {
-    let e = v["error"].as_object().expect("an error envelope");
-    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "message", "param", "type"], "{v}");
-    assert_eq!(e["type"], kind, "{v}");
-    assert_eq!(e["code"], code, "{v}");
-    assert!(e["param"].is_null(), "{v}");
+    common::assert_error_envelope(v, kind, code);
+    assert!(v["error"]["param"].is_null(), "{v}");
 }
 
 // ---------------------------------------------------------------------------------------------

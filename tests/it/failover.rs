@@ -79,19 +79,11 @@ async fn leases_released(app: &TestApp) -> bool {
     }
 }
 
-/// Asserts `{"error":{"message","type","param","code"}}`, with exactly these keys.
+/// The OpenAI error envelope with this type and code, and no `param`.
 #[track_caller]
 fn assert_envelope(v: &Value, kind: &str, code: &str) {
-    let top: Vec<&String> = v.as_object().expect("an object").keys().collect();
-    assert_eq!(top, ["error"], "{v}");
-    let e = v["error"].as_object().expect("error is an object");
-    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["code", "message", "param", "type"], "{v}");
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
-    assert_eq!(e["type"], kind, "{v}");
-    assert_eq!(e["code"], code, "{v}");
-    assert!(e["param"].is_null(), "{v}");
+    common::assert_error_envelope(v, kind, code);
+    assert!(v["error"]["param"].is_null(), "{v}");
 }
 
 /// Sends the standard request; it must fail with `status` and this envelope. Returns the

@@ -20,13 +20,12 @@ const CHATS_NEW: &str = "/api/v2/chats/new";
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// Polls `check` every 10 ms until it holds; panics after `within`.
-async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// [`common::eventually`], failing the test with `what` when it does not hold in time.
+async fn eventually(what: &str, within: Duration, check: impl FnMut() -> bool) {
+    assert!(
+        common::eventually(within, check).await,
+        "not within {within:?}: {what}"
+    );
 }
 
 fn health(app: &TestApp, id: &str) -> Health {

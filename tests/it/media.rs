@@ -24,15 +24,11 @@ fn with_image(model: &str, url: &str) -> Value {
     ]}]})
 }
 
-async fn get_json(app: &TestApp, path: &str) -> Value {
-    app.get(path).send().await.unwrap().json().await.unwrap()
-}
-
 /// Polls `GET /v1/videos/{id}` until the job reaches `status` (or about two seconds pass).
 async fn wait_for_job(app: &TestApp, id: &str, status: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..100 {
-        last = get_json(app, &format!("/v1/videos/{id}")).await;
+        last = app.get_json(&format!("/v1/videos/{id}")).await;
         if last["status"] == status {
             break;
         }
@@ -625,9 +621,9 @@ async fn files_are_kept_and_used_on_any_account() {
     let labels: Vec<String> = app.fake.sts_grants().into_iter().map(|g| g.label).collect();
     assert_eq!(labels.len(), 2, "one upload per account: {labels:?}");
     assert!(labels.contains(&uploaded_by) && labels.iter().any(|l| *l != uploaded_by));
-    let got: Value = get_json(&app, &format!("/v1/files/{id}")).await;
+    let got: Value = app.get_json(&format!("/v1/files/{id}")).await;
     assert_eq!(got["id"], id.as_str());
-    let list: Value = get_json(&app, "/v1/files").await;
+    let list: Value = app.get_json("/v1/files").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     let del = app.delete(&format!("/v1/files/{id}")).send().await.unwrap();
     assert_eq!(del.status(), 200);
@@ -738,7 +734,7 @@ async fn media_variants_are_listed_for_models_that_offer_them() {
     let fake = FakeQwen::start().await;
     let token = format!("token={}", fake.add_token("acct1"));
     let app = TestApp::spawn_with(fake, &[("QWEN_COOKIES", token.as_str())]).await;
-    let v: Value = get_json(&app, "/v1/models").await;
+    let v: Value = app.get_json("/v1/models").await;
     let ids: Vec<&str> = v["data"]
         .as_array()
         .unwrap()

@@ -39,13 +39,7 @@ async fn shut_down(app: TestApp) {
 }
 
 async fn admin(app: &TestApp, method: &str, path: &str, json: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(ADMIN);
-    if let Some(j) = json {
-        req = req.json(&j);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    app.json_as(method, path, ADMIN, json).await
 }
 
 /// `(accountId, state, reason)` of every account, sorted by id.
@@ -70,20 +64,6 @@ async fn accounts(app: &TestApp) -> Vec<(String, String, Option<String>)> {
 
 async fn account_ids(app: &TestApp) -> Vec<String> {
     accounts(app).await.into_iter().map(|(id, ..)| id).collect()
-}
-
-async fn chat_ok(app: &TestApp, key: &str) {
-    let resp = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body(MODEL, false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["choices"][0]["message"]["content"], "Hi!");
 }
 
 fn completions(fake: &FakeQwen, label: &str) -> usize {
@@ -193,9 +173,9 @@ async fn restart_keeps_runtime_accounts_keys_and_usage() {
     let key_id = created["id"].as_str().unwrap().to_owned();
     let key = created["key"].as_str().unwrap().to_owned();
     for _ in 0..3 {
-        chat_ok(&app, &key).await;
+        app.chat_ok(&key).await;
     }
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     let before = accounts(&app).await;
     shut_down(app).await;
     assert_eq!(fake.sign_ins().len(), 1);
@@ -232,7 +212,7 @@ async fn restart_keeps_runtime_accounts_keys_and_usage() {
 
     // The old plaintext still authenticates, and every account serves.
     for _ in 0..3 {
-        chat_ok(&app, &key).await;
+        app.chat_ok(&key).await;
     }
     // Before the restart account_1 served twice (four requests, three accounts).
     for (label, n) in [("env", 3), ("runtime", 2), ("pw@example.com", 2)] {
@@ -279,7 +259,7 @@ async fn restart_keeps_cooldowns_and_disabled_accounts() {
         Reply::json(429, json!({"detail": "Too Many Requests"})),
     );
     fake.revoke("acct2");
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(completions(&fake, "acct3"), 1);
     stored_state(&app, "account_1", HealthState::Cooling).await;
     stored_state(&app, "account_2", HealthState::Disabled).await;
@@ -303,7 +283,7 @@ async fn restart_keeps_cooldowns_and_disabled_accounts() {
         ]
     );
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     assert_eq!(
         completions(&fake, "acct1"),
@@ -333,7 +313,7 @@ async fn a_stored_token_close_to_expiry_is_replaced_at_start() {
     )
     .await;
     assert_eq!(fake.sign_ins().len(), 2, "an hour left is more than 30 min");
-    chat_ok(&app, KEY).await;
+    app.chat_ok(KEY).await;
     assert_eq!(completions(&fake, "pw@example.com"), 1);
 }
 
@@ -394,7 +374,7 @@ async fn environment_accounts_follow_the_environment_and_runtime_ones_stay() {
         Some(json!({"email": "pw@example.com", "password": sha256_hex("pw-2")}))
     );
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     for label in ["a1-new", "rt", "pw@example.com"] {
         assert_eq!(completions(&fake, label), 1, "{label}");
@@ -437,7 +417,7 @@ async fn usage_is_written_in_batches_off_the_request_path() {
     )
     .await;
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     let store = std::sync::Arc::clone(app.state.accounts().store());
     assert_eq!(
@@ -458,7 +438,7 @@ async fn usage_is_written_in_batches_off_the_request_path() {
     )
     .await;
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     let store = std::sync::Arc::clone(app.state.accounts().store());
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -541,7 +521,7 @@ async fn fill(fake: &FakeQwen, dir: &Path, vars: &[(&str, &str)]) -> Vec<String>
     .await;
     assert_eq!(status, 200, "{v}");
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     shut_down(app).await;
     let mut secrets = bearer_tokens(fake);
@@ -590,7 +570,7 @@ async fn encryption_key_keeps_tokens_and_passwords_off_the_disk() {
     .await;
     assert_eq!(fake.sign_ins().len(), 1);
     for _ in 0..3 {
-        chat_ok(&app, KEY).await;
+        app.chat_ok(KEY).await;
     }
     for label in ["env-enc", "rt-enc", "enc@example.com"] {
         assert_eq!(completions(&fake, label), 2, "{label}");

@@ -6,15 +6,9 @@ use std::time::Duration;
 
 use common::{TestApp, body};
 
-async fn until(mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-    while !cond() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+/// [`common::eventually`] for up to 2 s, failing the test when it does not hold.
+async fn until(cond: impl FnMut() -> bool) {
+    assert!(common::eventually(Duration::from_secs(2), cond).await);
 }
 
 #[tokio::test]

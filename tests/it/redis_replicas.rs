@@ -5,7 +5,7 @@
 
 use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::redis_server::{RedisServer, shared as redis};
 use std::sync::Arc;
@@ -72,39 +72,21 @@ async fn replicas() -> Option<Replicas> {
     })
 }
 
-async fn chat_ok(app: &TestApp, key: &str) {
-    let resp = app
-        .http
-        .post(app.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&body(MODEL, false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-}
-
 async fn admin(app: &TestApp, method: &str, path: &str, json: Option<Value>) -> (u16, Value) {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = app.http.request(method, app.url(path)).bearer_auth(ADMIN);
-    if let Some(j) = json {
-        req = req.json(&j);
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    app.json_as(method, path, ADMIN, json).await
 }
 
-/// Polls `check` every 20 ms for up to 2 s.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+/// [`common::eventually_async`] for up to 2 s, failing the test with `what`.
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !check().await {
-        assert!(Instant::now() < deadline, "not within 2 s: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let within = Duration::from_secs(2);
+    assert!(
+        common::eventually_async(within, check).await,
+        "not within 2 s: {what}"
+    );
 }
 
 /// Labels of the accounts that served completions, in order.
@@ -132,7 +114,7 @@ async fn a_cooldown_set_through_one_replica_is_honoured_by_the_other() {
     // Through A until acct1 has been asked (the shared turn decides which account is first).
     for _ in 0..2 {
         if r.fake.count_for("acct1", "POST", COMPLETIONS) == 0 {
-            chat_ok(&r.a, KEY).await;
+            r.a.chat_ok(KEY).await;
         }
     }
     assert_eq!(r.fake.count_for("acct1", "POST", COMPLETIONS), 1);
@@ -147,7 +129,7 @@ async fn a_cooldown_set_through_one_replica_is_honoured_by_the_other() {
     .await;
     let before = r.fake.completions().len();
     for _ in 0..4 {
-        chat_ok(&r.b, KEY).await;
+        r.b.chat_ok(KEY).await;
     }
     assert_eq!(
         served(&r.fake)[before..],
@@ -172,8 +154,8 @@ async fn round_robin_is_shared_by_both_replicas() {
     // Alternating A, B, A, B…: with one shared position the accounts alternate too (with a
     // position per replica they would come in pairs: acct1, acct1, acct2, acct2, …).
     for _ in 0..4 {
-        chat_ok(&r.a, KEY).await;
-        chat_ok(&r.b, KEY).await;
+        r.a.chat_ok(KEY).await;
+        r.b.chat_ok(KEY).await;
     }
     let order = served(&r.fake);
     assert_eq!(order.len(), 8);
@@ -195,7 +177,7 @@ async fn a_key_created_on_one_replica_works_on_the_other() {
         models(&r.b).await.unwrap().status() == 200
     })
     .await;
-    chat_ok(&r.b, &key).await;
+    r.b.chat_ok(&key).await;
     // The label is taken for B too.
     let (status, v) = admin(&r.b, "POST", "/api/keys", Some(json!({"label": "ci"}))).await;
     assert_eq!(status, 409, "{v}");
@@ -227,7 +209,7 @@ async fn an_account_added_on_one_replica_is_used_by_the_other() {
     .await;
     // Three consecutive shared turns through B: each account once.
     for _ in 0..3 {
-        chat_ok(&r.b, KEY).await;
+        r.b.chat_ok(KEY).await;
     }
     let mut order = served(&r.fake);
     order.sort();
@@ -241,7 +223,7 @@ async fn an_account_added_on_one_replica_is_used_by_the_other() {
     })
     .await;
     for _ in 0..3 {
-        chat_ok(&r.a, KEY).await;
+        r.a.chat_ok(KEY).await;
     }
     assert_eq!(r.fake.count_for("acct3", "POST", COMPLETIONS), 1);
 }
@@ -250,8 +232,8 @@ async fn an_account_added_on_one_replica_is_used_by_the_other() {
 async fn usage_from_both_replicas_adds_up() {
     let Some(r) = replicas().await else { return };
     for _ in 0..2 {
-        chat_ok(&r.a, KEY).await;
-        chat_ok(&r.b, KEY).await;
+        r.a.chat_ok(KEY).await;
+        r.b.chat_ok(KEY).await;
     }
     // Each replica flushes its own counters; the totals are the same seen from either.
     r.a.state.flush().await;

@@ -90,11 +90,6 @@ async fn account_ids(app: &TestApp) -> Vec<String> {
     ids
 }
 
-async fn chat_ok(app: &TestApp) {
-    let resp = app.chat(body(MODEL, false)).await;
-    assert_eq!(resp.status(), 200);
-}
-
 async fn config_status(app: &TestApp) -> Value {
     let v: Value = app
         .http
@@ -260,7 +255,7 @@ async fn reload_adds_and_removes_accounts_while_a_stream_is_in_flight() {
     assert_eq!(streamed_content(&chunks), "Hi!");
 
     for _ in 0..2 {
-        chat_ok(&app).await;
+        app.chat_ok(KEY).await;
     }
     assert_eq!(app.fake.count_for(&victim, "POST", COMPLETIONS), 1);
     assert_eq!(app.fake.count_for(&kept_id, "POST", COMPLETIONS), 1);
@@ -285,7 +280,7 @@ async fn an_invalid_file_is_rejected_and_the_old_configuration_stays() {
     // Nothing applied: same accounts, no sign-in, still serving.
     assert_eq!(account_ids(&app).await, ["a@example.com"]);
     assert_eq!(sign_in_emails(&app.fake), ["a@example.com"]);
-    chat_ok(&app).await;
+    app.chat_ok(KEY).await;
     assert_eq!(config_status(&app).await["retryCount"], 3);
 
     // Fixed: the change goes through, measured against the last good configuration.
@@ -374,7 +369,7 @@ async fn a_changed_admin_key_and_a_changed_cookie_apply_on_reload() {
     );
     assert_eq!(health("sk-adm-2").await.unwrap().status(), 200);
     assert_eq!(health("sk-adm-1").await.unwrap().status(), 401);
-    chat_ok(&app).await;
+    app.chat_ok(KEY).await;
     assert_eq!(app.fake.count_for("new", "POST", COMPLETIONS), 1);
     assert_eq!(app.fake.count_for("old", "POST", COMPLETIONS), 0);
 }
@@ -409,7 +404,7 @@ async fn variables_that_need_a_restart_are_reported_and_the_environment_wins() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 401);
-    chat_ok(&app).await;
+    app.chat_ok(KEY).await;
 }
 
 #[tokio::test]
@@ -428,7 +423,7 @@ async fn the_watcher_applies_a_file_replaced_by_rename() {
         ["a@example.com", "c@example.com"]
     );
     for _ in 0..2 {
-        chat_ok(&app).await;
+        app.chat_ok(KEY).await;
     }
     assert_eq!(app.fake.count_for("c@example.com", "POST", COMPLETIONS), 1);
 

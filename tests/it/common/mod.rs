@@ -14,12 +14,22 @@ use qwen2api::AppState;
 use qwen2api::reload::Reloader;
 use serde_json::Value;
 
-/// Polls `cond` every 10 ms for up to `within`; background effects (a lease dropped after the
-/// response, a chat deleted by a spawned task) are not ordered with what the client sees.
-pub async fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
+/// Polls `check` every 10 ms until it holds or `within` has passed; whether it held.
+/// Background effects (a lease dropped after the response, a chat deleted by a spawned task)
+/// are not ordered with what the client sees.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    eventually_async(within, || std::future::ready(check())).await
+}
+
+/// [`eventually`] for a check that waits itself (a request to another replica).
+pub async fn eventually_async<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = Instant::now() + within;
     loop {
-        if cond() {
+        if check().await {
             return true;
         }
         if Instant::now() >= deadline {
@@ -27,6 +37,21 @@ pub async fn eventually(within: Duration, cond: impl Fn() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Asserts an OpenAI error envelope, `{"error":{"message","type","param","code"}}` with exactly
+/// these keys, a message, and this type and code.
+#[track_caller]
+pub fn assert_error_envelope(v: &Value, kind: &str, code: &str) {
+    let top: Vec<&String> = v.as_object().expect("an object").keys().collect();
+    assert_eq!(top, ["error"], "{v}");
+    let e = v["error"].as_object().expect("error is an object");
+    let mut keys: Vec<&str> = e.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["code", "message", "param", "type"], "{v}");
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    assert_eq!(e["type"], kind, "{v}");
+    assert_eq!(e["code"], code, "{v}");
 }
 
 pub const KEY: &str = "sk-test-key";
@@ -126,6 +151,65 @@ impl TestApp {
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(self.url(path)).bearer_auth(KEY)
+    }
+
+    /// `method path` with `key` as the bearer token, or with no `Authorization` header.
+    pub fn request_as(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+    ) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let req = self.http.request(method, self.url(path));
+        match key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+    }
+
+    /// Sends `method path` with `key` and an optional JSON body; the answer must be JSON.
+    /// Returns its status and body.
+    pub async fn json_as(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        json: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self.request_as(method, path, Some(key));
+        if let Some(j) = json {
+            req = req.json(&j);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(resp.headers()["content-type"], "application/json");
+        (status, resp.json().await.unwrap())
+    }
+
+    /// `GET path` with the test key; it must answer 200 with JSON, returned.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let (status, v) = self.json_as("GET", path, KEY, None).await;
+        assert_eq!(status, 200, "{path}: {v}");
+        v
+    }
+
+    /// A non-streamed chat with `key`; it must answer 200 with some text, returned as JSON.
+    pub async fn chat_ok(&self, key: &str) -> Value {
+        let resp = self
+            .http
+            .post(self.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .json(&body("qwen3.7-plus", false))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        let text = v["choices"][0]["message"]["content"].as_str();
+        assert!(text.is_some_and(|t| !t.is_empty()), "{v}");
+        v
     }
 
     pub async fn chat(&self, body: Value) -> reqwest::Response {
