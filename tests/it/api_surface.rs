@@ -162,16 +162,7 @@ async fn unknown_routes_and_methods_use_the_envelope() {
 #[tokio::test]
 async fn models_list_variants_and_cache() {
     let app = TestApp::with_accounts(1, &[("MODEL_ALIASES", r#"{"gpt-4o":"qwen3.7-plus"}"#)]).await;
-    let list: Value = app
-        .http
-        .get(app.url("/v1/models"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/v1/models").await;
     assert_eq!(list["object"], "list");
     let ids: Vec<&str> = list["data"]
         .as_array()
@@ -204,16 +195,7 @@ async fn models_list_variants_and_cache() {
             .iter()
             .all(|m| m["object"] == "model" && m["owned_by"] == "qwen")
     );
-    let one: Value = app
-        .http
-        .get(app.url("/v1/models/qwen3.8-max-thinking"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = app.get_json("/v1/models/qwen3.8-max-thinking").await;
     assert_eq!(one["id"], "qwen3.8-max-thinking");
     let resp = app
         .http

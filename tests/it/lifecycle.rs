@@ -251,16 +251,7 @@ async fn a_token_account_whose_token_expired_is_disabled_token_expired() {
         chat_ok(&app, body(MODEL, false)).await;
     }
     assert_eq!(app.fake.count_for("ok", "POST", COMPLETIONS), 3);
-    let v: Value = app
-        .http
-        .get(app.url("/api/accountsHealth"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.get_json("/api/accountsHealth").await;
     let row = &v["data"]["accounts"][0];
     assert_eq!(row["accountId"], "account_1", "{v}");
     assert_eq!(row["state"], "disabled", "{v}");

@@ -70,16 +70,7 @@ async fn reload_app(app: &TestApp) -> (u16, Value) {
 }
 
 async fn account_ids(app: &TestApp) -> Vec<String> {
-    let v: Value = app
-        .http
-        .get(app.url("/api/accountsHealth"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.get_json("/api/accountsHealth").await;
     let mut ids: Vec<String> = v["data"]["accounts"]
         .as_array()
         .unwrap()
@@ -91,16 +82,7 @@ async fn account_ids(app: &TestApp) -> Vec<String> {
 }
 
 async fn config_status(app: &TestApp) -> Value {
-    let v: Value = app
-        .http
-        .get(app.url("/api/configStatus"))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: Value = app.get_json("/api/configStatus").await;
     v["data"].clone()
 }
 
