@@ -19,6 +19,7 @@ pub mod reload;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod tools;
 pub mod upstream;
 pub mod usage;
 

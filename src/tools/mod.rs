@@ -1,0 +1,8 @@
+//! Tool calling over a web chat that has no tools contract: the call syntax the model is asked
+//! to write, and reading calls back out of its streamed answer (docs/tools.md).
+
+mod lenient;
+pub mod parse;
+pub mod syntax;
+
+pub use parse::{Call, Offered, Parser, Piece};
