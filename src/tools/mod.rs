@@ -3,6 +3,8 @@
 
 mod lenient;
 pub mod parse;
+pub mod plan;
 pub mod syntax;
 
 pub use parse::{Call, Offered, Parser, Piece};
+pub use plan::{Choice, Plan};

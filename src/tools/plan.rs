@@ -1,0 +1,354 @@
+//! What a request offers the model, as the model is told it: each tool under a name the site
+//! does not intercept (built-in names get an alias), compact signatures, and the rules of the
+//! call syntax for this `tool_choice` (docs/tools.md).
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+
+use super::parse::{Offered, Parser};
+use super::syntax::{CALL_CLOSE, CALL_OPEN};
+use crate::conversation::{Tool, ToolChoice};
+
+/// Tool names the site treats as its own built-in tools: a call to one is run (and refused)
+/// by the platform instead of reaching us (docs/upstream.md §9).
+const BUILT_IN: &[&str] = &[
+    "read",
+    "write",
+    "web_search",
+    "search",
+    "code_interpreter",
+    "image_gen",
+    "image_generation",
+    "image_edit",
+    "browser",
+    "web_extractor",
+    "python",
+];
+
+/// The tools of one request, ready for the prompt and for reading the answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Each offered tool, by the name the model is told.
+    tools: Vec<Offer>,
+    pub choice: Choice,
+    /// At most one call per answer (`parallel_tool_calls: false`).
+    pub single: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Offer {
+    /// The name the client gave it.
+    name: String,
+    /// The name the model is told.
+    prompted: String,
+    description: Option<String>,
+    parameters: Value,
+}
+
+/// Whether a call is expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    /// Some call must come.
+    Required,
+    /// A call of this tool (by the client's name) must come; it is the only one offered.
+    Named(String),
+}
+
+impl Plan {
+    /// The plan for these tools and choice; `None` when no tool is offered (`tool_choice:
+    /// "none"`, no tools, or a named tool that is not among them).
+    pub fn new(tools: &[Tool], choice: &ToolChoice, parallel: Option<bool>) -> Option<Self> {
+        let (choice, offered): (Choice, Vec<&Tool>) = match choice {
+            ToolChoice::None => return None,
+            ToolChoice::Auto => (Choice::Auto, tools.iter().collect()),
+            ToolChoice::Required => (Choice::Required, tools.iter().collect()),
+            ToolChoice::Named(n) => (
+                Choice::Named(n.clone()),
+                tools.iter().filter(|t| t.name == *n).collect(),
+            ),
+        };
+        if offered.is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
+        let tools = offered
+            .iter()
+            .map(|t| Offer {
+                name: t.name.clone(),
+                prompted: alias(&t.name, &names),
+                description: t.description.clone(),
+                parameters: t
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+            })
+            .collect();
+        Some(Self {
+            tools,
+            choice,
+            single: parallel == Some(false),
+        })
+    }
+
+    /// The name the model is told for the client's `name` (itself when it was not renamed, or
+    /// not offered).
+    pub fn prompted<'a>(&'a self, name: &'a str) -> &'a str {
+        self.tools
+            .iter()
+            .find(|t| t.name == name)
+            .map_or(name, |t| t.prompted.as_str())
+    }
+
+    /// The client's name for a name the model wrote.
+    pub fn client_name<'a>(&'a self, prompted: &'a str) -> &'a str {
+        self.tools
+            .iter()
+            .find(|t| t.prompted == prompted)
+            .map_or(prompted, |t| t.name.as_str())
+    }
+
+    /// The parameters' schema of the tool the client calls `name`.
+    pub fn parameters(&self, name: &str) -> Option<&Value> {
+        self.tools
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| &t.parameters)
+    }
+
+    /// A parser for an answer to this plan.
+    pub fn parser(&self) -> Parser {
+        Parser::new(Offered::new(
+            self.tools
+                .iter()
+                .map(|t| (t.prompted.clone(), t.parameters.clone())),
+        ))
+    }
+
+    /// The instructions that go before the conversation.
+    pub fn instructions(&self) -> String {
+        let mut out = String::from(
+            "You can call tools. The tools you may call, with their parameters (`?` marks an \
+             optional one):\n",
+        );
+        for t in &self.tools {
+            let _ = write!(out, "\n- {}({})", t.prompted, signature(&t.parameters));
+            if let Some(d) = t
+                .description
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+            {
+                let _ = write!(out, ": {d}");
+            }
+            out.push('\n');
+            for (key, about) in parameter_notes(&t.parameters) {
+                let _ = writeln!(out, "    {key}: {about}");
+            }
+        }
+        let _ = write!(
+            out,
+            "\nTo call a tool, write a block like this one, with the arguments as one JSON object:\n\
+             {CALL_OPEN} name=\"TOOL_NAME\">\n{{\"parameter\": \"value\"}}\n{CALL_CLOSE}\n\n\
+             Rules:\n\
+             - Write calls only as such blocks; never as <tool_call>, <function=…>, JSON alone or \
+             any other form.\n\
+             - Call only the tools listed above, with the parameters they list.\n\
+             - After your calls, stop and write nothing more: each tool's result comes back to \
+             you in a <q2a:result> block, and then you go on.\n\
+             - Never make up a tool's result.\n"
+        );
+        out.push_str(match self.choice {
+            Choice::Auto => {
+                "- Call a tool when it helps with the task; otherwise answer in plain text.\n"
+            }
+            Choice::Required | Choice::Named(_) => "- This answer must contain a tool call.\n",
+        });
+        out.push_str(if self.single {
+            "- Make at most one call in this answer.\n"
+        } else {
+            "- You may make several calls in one answer, one block each, when they do not depend on each other.\n"
+        });
+        out
+    }
+
+    /// A line after the conversation that recalls the syntax.
+    pub fn reminder(&self) -> String {
+        match &self.choice {
+            Choice::Auto => format!(
+                "(Answer in plain text, or call tools with {CALL_OPEN} name=\"…\"> blocks as described above.)"
+            ),
+            Choice::Required | Choice::Named(_) => format!(
+                "(Call a tool now with a {CALL_OPEN} name=\"…\"> block as described above.)"
+            ),
+        }
+    }
+}
+
+/// `name`, or an alias for a name the site would take for one of its own tools; never one of
+/// `taken`.
+fn alias(name: &str, taken: &[&str]) -> String {
+    if !BUILT_IN.contains(&name.to_ascii_lowercase().as_str()) {
+        return name.to_owned();
+    }
+    let mut alias = format!("{name}_tool");
+    while taken.contains(&alias.as_str()) {
+        alias.push('_');
+    }
+    alias
+}
+
+/// `path: string, limit?: integer, mode?: "a" | "b"` for an object schema.
+fn signature(schema: &Value) -> String {
+    let required: Vec<&str> = schema
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return String::new();
+    };
+    props
+        .iter()
+        .map(|(key, p)| {
+            let optional = if required.contains(&key.as_str()) {
+                ""
+            } else {
+                "?"
+            };
+            format!("{key}{optional}: {}", type_of(p))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A compact type: `string`, `integer`, `"a" | "b"`, `string[]`, `{a: string}`.
+fn type_of(schema: &Value) -> String {
+    if let Some(values) = schema.get("enum").and_then(Value::as_array) {
+        return values
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join(" | ");
+    }
+    if let Some(options) = schema
+        .get("anyOf")
+        .or_else(|| schema.get("oneOf"))
+        .and_then(Value::as_array)
+    {
+        return options.iter().map(type_of).collect::<Vec<_>>().join(" | ");
+    }
+    let ty = match schema.get("type") {
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(ts)) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ if schema.get("properties").is_some() => "object".to_owned(),
+        _ => "any".to_owned(),
+    };
+    match ty.as_str() {
+        "array" => match schema.get("items") {
+            Some(items) => format!("{}[]", type_of(items)),
+            None => "array".to_owned(),
+        },
+        "object" if schema.get("properties").is_some() => format!("{{{}}}", signature(schema)),
+        _ => ty,
+    }
+}
+
+/// Each top-level parameter's description (and default), for the lines under a signature.
+fn parameter_notes(schema: &Value) -> Vec<(String, String)> {
+    let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    props
+        .iter()
+        .filter_map(|(key, p)| {
+            let about = p.get("description").and_then(Value::as_str).map(str::trim);
+            let default = p.get("default").map(|d| format!("(default {d})"));
+            let note = match (about.filter(|a| !a.is_empty()), default) {
+                (Some(a), Some(d)) => format!("{a} {d}"),
+                (Some(a), None) => a.to_owned(),
+                (None, Some(d)) => d,
+                (None, None) => return None,
+            };
+            Some((key.clone(), note.replace('\n', " ")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn tool(name: &str, parameters: Value) -> Tool {
+        Tool {
+            name: name.to_owned(),
+            description: Some(format!("Does {name}.")),
+            parameters: Some(parameters),
+        }
+    }
+
+    #[test]
+    fn signatures_are_compact_and_name_every_parameter() {
+        let t = tool(
+            "edit",
+            json!({"type": "object", "required": ["path", "edits"], "properties": {
+                "path": {"type": "string", "description": "Absolute path."},
+                "edits": {"type": "array", "items": {"type": "object", "properties": {"old": {"type": "string"}}}},
+                "mode": {"enum": ["fast", "safe"], "default": "safe"},
+                "n": {"type": ["integer", "null"]}
+            }}),
+        );
+        let plan = Plan::new(&[t], &ToolChoice::Auto, None).unwrap();
+        let text = plan.instructions();
+        assert!(
+            text.contains(
+                "- edit(edits: {old?: string}[], mode?: \"fast\" | \"safe\", n?: integer | null, path: string): Does edit.\n    mode: (default \"safe\")\n    path: Absolute path.\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("<q2a:call name=\"TOOL_NAME\">"), "{text}");
+        assert!(!text.contains("<tool_call>{"), "{text}");
+        assert!(text.contains("several calls"), "{text}");
+    }
+
+    #[test]
+    fn built_in_names_get_an_alias_that_maps_back() {
+        let tools = [
+            tool("read", json!({})),
+            tool("read_tool", json!({})),
+            tool("grep", json!({})),
+        ];
+        let plan = Plan::new(&tools, &ToolChoice::Auto, None).unwrap();
+        assert_eq!(plan.prompted("read"), "read_tool_");
+        assert_eq!(plan.client_name("read_tool_"), "read");
+        assert_eq!(plan.prompted("read_tool"), "read_tool");
+        assert_eq!(plan.prompted("grep"), "grep");
+        assert!(plan.instructions().contains("- read_tool_()"));
+        assert!(!plan.instructions().contains("- read()"));
+    }
+
+    #[test]
+    fn choice_and_parallel_calls_shape_what_is_offered_and_asked() {
+        let tools = [tool("a", json!({})), tool("b", json!({}))];
+        assert_eq!(Plan::new(&tools, &ToolChoice::None, None), None);
+        assert_eq!(Plan::new(&[], &ToolChoice::Auto, None), None);
+        let named = Plan::new(&tools, &ToolChoice::Named("b".into()), Some(false)).unwrap();
+        let text = named.instructions();
+        assert!(text.contains("- b()") && !text.contains("- a()"), "{text}");
+        assert!(text.contains("must contain a tool call"), "{text}");
+        assert!(text.contains("at most one call"), "{text}");
+        assert!(named.single);
+        assert!(named.reminder().contains("Call a tool now"));
+        assert_eq!(
+            Plan::new(&tools, &ToolChoice::Named("zz".into()), None),
+            None
+        );
+    }
+}
