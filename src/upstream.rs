@@ -76,6 +76,8 @@ pub struct Turn {
     pub size: Option<&'static str>,
     /// Whether reasoning is decoded at all (hidden reasoning is dropped as it arrives).
     pub reasoning_shown: bool,
+    /// The tools offered, when the answer is to be read for calls.
+    pub tools: Option<std::sync::Arc<crate::tools::Plan>>,
 }
 
 impl Turn {
@@ -90,6 +92,7 @@ impl Turn {
             attachments: Vec::new(),
             size: None,
             reasoning_shown: false,
+            tools: None,
         }
     }
 }

@@ -13,7 +13,7 @@ use super::auth::Identity;
 use super::json::AppJson;
 use super::sse::{self, SseEvent};
 use crate::config::ReasoningFormat;
-use crate::conversation::{ChatType, InvalidRequest, Media};
+use crate::conversation::{ChatType, InvalidRequest, Media, ToolChoice};
 use crate::error::AppError;
 use crate::openai::{self, Aggregate, ChatCompletionRequest, SourceStyle, StreamEncoder};
 use crate::proxy::{Answer, AnswerStream, Delivery, RunContext, Streamed};
@@ -40,7 +40,7 @@ pub async fn respond(
     extra: Vec<Media>,
 ) -> Result<Response, AppError> {
     let max_messages = state.config().server.max_messages;
-    let tools_ignored = openai::check_request(&req, max_messages).map_err(AppError::Invalid)?;
+    openai::check_request(&req, max_messages).map_err(AppError::Invalid)?;
     let format = reasoning_format(headers, state.config().output.reasoning_format)?;
     let model = state.proxy().resolve(&req.model).await?;
     // An image to edit that came as an upload is the one to edit.
@@ -58,6 +58,10 @@ pub async fn respond(
     };
     let conv = openai::to_conversation(&req, media, extra, format != ReasoningFormat::Hidden);
     let turn = state.proxy().prepare(&conv, &model)?;
+    // Image and video generation offer no tools.
+    let tools_ignored = !conv.options.tools.is_empty()
+        && conv.options.tool_choice != ToolChoice::None
+        && turn.tools.is_none();
     tracing::debug!(model = %turn.model, thinking = turn.thinking, chat_type = turn.chat_type.as_str(), "translated request");
     let out = &state.config().output;
     let sources = SourceStyle::new(out.search_info_mode, turn.thinking, format);

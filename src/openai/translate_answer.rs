@@ -382,7 +382,11 @@ impl Aggregate {
                 index: 0,
                 message: ResponseMessage {
                     role: "assistant",
-                    content,
+                    content: if self.tool_calls.is_empty() || !content.trim().is_empty() {
+                        Some(content)
+                    } else {
+                        None
+                    },
                     reasoning_content,
                     tool_calls: self.tool_calls,
                 },
@@ -546,7 +550,7 @@ mod tests {
                 a.push(e);
             }
             let done = a.into_completion("id", 1, "m", format);
-            assert_eq!(done.choices[0].message.content, content);
+            assert_eq!(done.choices[0].message.content.as_deref(), Some(content));
             assert_eq!(
                 done.choices[0].message.reasoning_content.as_deref(),
                 reasoning
@@ -584,8 +588,8 @@ mod tests {
             Some("[1] [T](https://a/) | h\n\nr")
         );
         assert_eq!(
-            done.choices[0].message.content,
-            "c[2] [T](https://b/) | h\n\n"
+            done.choices[0].message.content.as_deref(),
+            Some("c[2] [T](https://b/) | h\n\n")
         );
     }
 }

@@ -16,11 +16,11 @@ pub struct MediaAt {
     pub media: Media,
 }
 
-/// Checks what can be checked without the model list. Returns whether `tools` will be ignored.
+/// Checks what can be checked without the model list.
 pub fn check_request(
     req: &ChatCompletionRequest,
     max_messages: usize,
-) -> Result<bool, InvalidRequest> {
+) -> Result<(), InvalidRequest> {
     if req.model.trim().is_empty() {
         return Err(InvalidRequest::new(
             "`model` must not be empty",
@@ -74,22 +74,26 @@ pub fn check_request(
             }
         }
     }
-    let has_tools = req.tools.as_ref().is_some_and(|t| !t.is_empty());
-    if has_tools {
-        let forced = match &req.tool_choice {
-            Some(serde_json::Value::String(s)) => s == "required",
-            Some(serde_json::Value::Object(_)) => true,
-            _ => false,
-        };
-        if forced {
+    let tools = req.tools.as_deref().unwrap_or_default();
+    for (i, t) in tools.iter().enumerate() {
+        if tool(t).is_none_or(|t| t.name.trim().is_empty()) {
             return Err(InvalidRequest::new(
-                "tool calling is not supported yet, so a tool call cannot be required",
-                "tool_choice",
-                "tools_not_supported",
+                "each tool must be {\"type\":\"function\",\"function\":{\"name\":…}}",
+                format!("tools[{i}].function.name"),
+                "invalid_value",
             ));
         }
     }
-    Ok(has_tools)
+    if let ToolChoice::Named(name) = tool_choice(req.tool_choice.as_ref()) {
+        if !tools.iter().filter_map(tool).any(|t| t.name == name) {
+            return Err(InvalidRequest::new(
+                format!("tool_choice names the function {name:?}, which is not in tools"),
+                "tool_choice",
+                "invalid_value",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The conversation an already checked request describes. `media` are its media parts, read;
@@ -439,7 +443,11 @@ mod tests {
                 "size",
             ),
             (
-                serde_json::json!({"model":"m","tools":[{"type":"function"}],"tool_choice":"required","messages":[{"role":"user","content":"x"}]}),
+                serde_json::json!({"model":"m","tools":[{"type":"function"}],"messages":[{"role":"user","content":"x"}]}),
+                "tools[0].function.name",
+            ),
+            (
+                serde_json::json!({"model":"m","tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":{"type":"function","function":{"name":"b"}},"messages":[{"role":"user","content":"x"}]}),
                 "tool_choice",
             ),
         ];
@@ -448,8 +456,8 @@ mod tests {
             assert_eq!(err.param.as_deref(), Some(param));
         }
         let ok = req(
-            serde_json::json!({"model":"m","tools":[{"type":"function"}],"tool_choice":"auto","messages":[{"role":"user","content":"x"}]}),
+            serde_json::json!({"model":"m","tools":[{"type":"function","function":{"name":"a"}}],"tool_choice":"required","messages":[{"role":"user","content":"x"}]}),
         );
-        assert!(check_request(&ok, 2000).unwrap());
+        check_request(&ok, 2000).unwrap();
     }
 }

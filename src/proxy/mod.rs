@@ -407,7 +407,13 @@ impl Proxy {
                         return;
                     }
                     let mut events = match this.upstream.complete(&creds, &req, &chat_id, &uploads).await {
-                        Ok(events) => events,
+                        // With tools offered, calls are read out of the text here, so that
+                        // what counts as the first visible event is the text or call a
+                        // client would see.
+                        Ok(events) => match &req.tools {
+                            Some(plan) => crate::tools::answer::read_calls(Arc::clone(plan), events),
+                            None => events,
+                        },
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                             busy_retried = true;

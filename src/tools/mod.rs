@@ -1,6 +1,7 @@
 //! Tool calling over a web chat that has no tools contract: the call syntax the model is asked
 //! to write, and reading calls back out of its streamed answer (docs/tools.md).
 
+pub mod answer;
 mod lenient;
 pub mod parse;
 pub mod plan;

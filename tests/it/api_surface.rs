@@ -89,9 +89,14 @@ async fn bad_bodies_get_400_with_the_field_named() {
             Some("messages[0].content[1]"),
         ),
         (
-            r#"{"model":"qwen3.7-plus","tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","messages":[{"role":"user","content":"x"}]}"#.into(),
-            "tools_not_supported",
+            r#"{"model":"qwen3.7-plus","tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}},"messages":[{"role":"user","content":"x"}]}"#.into(),
+            "invalid_value",
             Some("tool_choice"),
+        ),
+        (
+            r#"{"model":"qwen3.7-plus","tools":[{"type":"function","function":{"description":"no name"}}],"messages":[{"role":"user","content":"x"}]}"#.into(),
+            "invalid_value",
+            Some("tools[0].function.name"),
         ),
     ];
     for (raw, code, param) in cases {
@@ -132,9 +137,9 @@ async fn bad_bodies_get_400_with_the_field_named() {
 }
 
 #[tokio::test]
-async fn ignored_tools_are_announced_in_a_header() {
+async fn tools_offered_to_image_generation_are_ignored_with_a_header() {
     let app = TestApp::with_accounts(1, &[]).await;
-    let mut req = body("qwen3.7-plus", false);
+    let mut req = body("qwen3.7-plus-image", false);
     req["tools"] = json!([{"type": "function", "function": {"name": "f", "parameters": {}}}]);
     req["tool_choice"] = json!("auto");
     let resp = app.chat(req).await;

@@ -28,3 +28,4 @@ mod reload;
 mod secrets;
 mod shutdown;
 mod soak;
+mod tools;

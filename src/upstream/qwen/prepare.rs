@@ -9,6 +9,7 @@ use crate::conversation::{
     self, Blob, ChatType, InvalidRequest, Media, MediaKind, MediaSource, Message, Part, Role,
 };
 use crate::media::input::last_markdown_image;
+use crate::tools::{Plan, syntax};
 use crate::upstream::Turn;
 
 /// The turn for a conversation and its resolved model. `prompt_file_threshold`: see
@@ -27,11 +28,21 @@ pub fn prepare(
         (None, None) if model.search => ChatType::Search,
         (None, None) => ChatType::Text,
     };
+    // Generation takes the instruction, not a transcript, and offers no tools.
+    let tools = if chat_type.feature().is_some() {
+        None
+    } else {
+        Plan::new(
+            &req.options.tools,
+            &req.options.tool_choice,
+            req.options.parallel_tool_calls,
+        )
+        .map(Arc::new)
+    };
     let prompt = if chat_type.feature().is_some() {
-        // Generation takes the instruction, not a transcript.
         last_user_text(&req.messages)
     } else {
-        flatten(&req.messages)
+        flatten_with(&req.messages, tools.as_deref())
     };
     // `size` was checked by the surface.
     let size = if chat_type.feature().is_some() {
@@ -55,21 +66,28 @@ pub fn prepare(
         attachments,
         size,
         reasoning_shown: req.options.reasoning_shown,
+        tools,
     };
     offload_long_prompt(&mut turn, prompt_file_threshold);
     Ok(turn)
 }
 
-/// Every media part, in order.
+/// Every media part, in order, with those of tool results.
 fn media_of(messages: &[Message]) -> Vec<Media> {
-    messages
-        .iter()
-        .flat_map(|m| &m.parts)
-        .filter_map(|p| match p {
-            Part::Media(media) => Some(media.clone()),
-            _ => None,
-        })
-        .collect()
+    fn collect(parts: &[Part], out: &mut Vec<Media>) {
+        for p in parts {
+            match p {
+                Part::Media(media) => out.push(media.clone()),
+                Part::ToolResult(r) => collect(&r.content, out),
+                Part::Text(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for m in messages {
+        collect(&m.parts, &mut out);
+    }
+    out
 }
 
 /// Image edit takes the last image of the conversation: a user's image part, or an image an
@@ -121,21 +139,36 @@ fn last_user_text(messages: &[Message]) -> String {
 /// a single message as is; a longer history as `role:text` items joined with `;`. Tool calls
 /// are not written; a tool's result is a `tool:` item.
 pub fn flatten(messages: &[Message]) -> String {
-    let system: Vec<String> = messages
+    flatten_with(messages, None)
+}
+
+/// [`flatten`], and with tools offered: their instructions after the system messages, past
+/// calls and results in the call syntax under the names the model is told, and a reminder of
+/// the syntax at the end (docs/tools.md).
+fn flatten_with(messages: &[Message], tools: Option<&Plan>) -> String {
+    let mut system: Vec<String> = messages
         .iter()
         .filter(|m| m.role == Role::System)
         .map(Message::joined_text)
         .filter(|t| !t.is_empty())
         .collect();
+    system.extend(tools.map(Plan::instructions));
     let mut items: Vec<(&'static str, String)> = Vec::new();
     if !system.is_empty() {
         items.push(("system", system.join("\n")));
     }
     for m in messages.iter().filter(|m| m.role != Role::System) {
-        let text = m.joined_text();
+        let text = match tools {
+            Some(plan) => with_calls(m, plan),
+            None => m.joined_text(),
+        };
         if !text.is_empty() {
             items.push((m.role.as_str(), text));
         }
+    }
+    if let (Some(plan), Some((_, last))) = (tools, items.last_mut()) {
+        last.push_str("\n\n");
+        last.push_str(&plan.reminder());
     }
     match items.as_slice() {
         [] => String::new(),
@@ -146,6 +179,26 @@ pub fn flatten(messages: &[Message]) -> String {
             .collect::<Vec<_>>()
             .join(";"),
     }
+}
+
+/// A message's text with its tool calls and tool results in the call syntax.
+fn with_calls(m: &Message, plan: &Plan) -> String {
+    let mut texts: Vec<String> = Vec::new();
+    for p in &m.parts {
+        match p {
+            Part::Text(t) => texts.push(t.clone()),
+            Part::ToolResult(r) => {
+                let content = Message::new(Role::Tool, r.content.clone()).joined_text();
+                let name = r.name.as_deref().map(|n| plan.prompted(n));
+                texts.push(syntax::result(&r.call_id, name, r.is_error, &content));
+            }
+            Part::Media(_) => {}
+        }
+    }
+    for call in &m.tool_calls {
+        texts.push(syntax::call(plan.prompted(&call.name), &call.arguments));
+    }
+    texts.join("\n")
 }
 
 /// The instruction sent in place of a prompt that went up as a file.

@@ -1,0 +1,222 @@
+//! Tool calling end to end against the fake: what the model is told (every tool and parameter,
+//! built-in names aliased, history in the call syntax), and calls read out of its answer,
+//! streamed and not, whatever way the upstream body is cut.
+
+use crate::common;
+
+use common::fake_qwen::{Reply, Split};
+use common::{TestApp, qwen_sse, sse_json};
+use serde_json::{Value, json};
+
+const MODEL: &str = "qwen3.7-plus";
+
+fn tools() -> Value {
+    json!([
+        {"type": "function", "function": {
+            "name": "read",
+            "description": "Reads a file.",
+            "parameters": {"type": "object", "required": ["path"], "properties": {
+                "path": {"type": "string", "description": "Absolute path."},
+                "limit": {"type": "integer"}
+            }}
+        }},
+        {"type": "function", "function": {
+            "name": "grep",
+            "description": "Searches files.",
+            "parameters": {"type": "object", "properties": {"pattern": {"type": "string"}}}
+        }}
+    ])
+}
+
+fn request(stream: bool, messages: &Value) -> Value {
+    json!({"model": MODEL, "stream": stream, "tools": tools(), "messages": messages})
+}
+
+fn ask(stream: bool) -> Value {
+    request(
+        stream,
+        &json!([{"role": "user", "content": "Show me a.rs"}]),
+    )
+}
+
+/// The model's answer: text, then a call of `read` (as the model was told to name it).
+const ANSWER: [&str; 3] = [
+    "Let me read it. ",
+    "<q2a:call name=\"read_tool\">\n{\"path\": ",
+    "\"/src/a.rs\", 'limit': 10,}\n</q2a:call>",
+];
+
+/// The one message the fake received.
+fn prompt(app: &TestApp) -> String {
+    let sent = app.fake.completions().pop().expect("a completion");
+    let body = sent.json.expect("a JSON body");
+    body["messages"][0]["content"]
+        .as_str()
+        .expect("a text prompt")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_call_streams_as_tool_call_chunks_however_the_upstream_body_is_cut() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    for split in [Split::Whole, Split::Every(1), Split::Odd, Split::AtEvents] {
+        app.fake
+            .push_completion(None, Reply::sse_with(qwen_sse::fast_answer(&ANSWER), split));
+        let resp = app.chat(ask(true)).await;
+        assert_eq!(resp.status(), 200);
+        let text = resp.text().await.unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        let chunks = sse_json(&text);
+        let content: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+            .collect();
+        assert_eq!(content, "Let me read it. ", "{split:?}");
+        let calls: Vec<&Value> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+            .flatten()
+            .collect();
+        // The header, then the arguments.
+        assert_eq!(calls.len(), 2, "{split:?}: {text}");
+        let id = calls[0]["id"].as_str().unwrap();
+        assert!(id.starts_with("call_") && id.len() == 29, "{id}");
+        assert_eq!(
+            calls[0],
+            &json!({"index": 0, "id": id, "type": "function", "function": {"name": "read", "arguments": ""}})
+        );
+        assert_eq!(
+            calls[1],
+            &json!({"index": 0, "function": {"arguments": "{\"limit\":10,\"path\":\"/src/a.rs\"}"}})
+        );
+        let finishes: Vec<&str> = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+            .collect();
+        assert_eq!(finishes, ["tool_calls"], "{split:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_whole_answer_has_its_calls_in_the_message() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let two = [
+        "<q2a:call name=\"grep\">{\"pattern\": \"fn main\"}</q2a:call>\n",
+        "<tool_call>{\"name\": \"read_tool\", \"arguments\": \"{\\\"path\\\": \\\"/b\\\"}\"}</tool_call>",
+    ];
+    app.fake
+        .push_completion(None, Reply::sse(qwen_sse::fast_answer(&two)));
+    let v: Value = app.chat(ask(false)).await.json().await.unwrap();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    let message = &choice["message"];
+    let calls = message["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{v}");
+    assert_eq!(calls[0]["type"], "function");
+    assert_eq!(calls[0]["function"]["name"], "grep");
+    assert_eq!(
+        calls[0]["function"]["arguments"],
+        r#"{"pattern":"fn main"}"#
+    );
+    assert_eq!(calls[1]["function"]["name"], "read");
+    assert_eq!(calls[1]["function"]["arguments"], r#"{"path":"/b"}"#);
+    assert_ne!(calls[0]["id"], calls[1]["id"]);
+    // Only a newline between the two blocks was text: no content.
+    assert!(message["content"].is_null(), "{v}");
+}
+
+#[tokio::test]
+async fn every_tool_and_parameter_reaches_the_model_and_built_in_names_are_aliased() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let resp = app.chat(ask(false)).await;
+    assert_eq!(resp.status(), 200);
+    let prompt = prompt(&app);
+    assert!(
+        prompt.contains(
+            "- read_tool(limit?: integer, path: string): Reads a file.\n    path: Absolute path.\n"
+        ),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("- grep(pattern?: string): Searches files.\n"),
+        "{prompt}"
+    );
+    assert!(!prompt.contains("- read("), "{prompt}");
+    assert!(prompt.contains("<q2a:call name=\"TOOL_NAME\">"), "{prompt}");
+    assert!(prompt.starts_with("system:You can call tools."), "{prompt}");
+    assert!(
+        prompt.ends_with("user:Show me a.rs\n\n(Answer in plain text, or call tools with <q2a:call name=\"…\"> blocks as described above.)"),
+        "{prompt}"
+    );
+    // No native tool switch is sent: the site would try to run the calls itself.
+    let sent = app.fake.completions().pop().unwrap().json.unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
+    let fc = &sent["messages"][0]["feature_config"];
+    assert_ne!(fc["function_calling"], true, "{fc}");
+}
+
+#[tokio::test]
+async fn history_is_written_in_the_call_syntax_under_the_prompted_names() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let messages = json!([
+        {"role": "user", "content": "Show me a.rs"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "read", "arguments": "{\"path\":\"/a.rs\"}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "name": "read", "content": "fn main() {}"},
+    ]);
+    let resp = app.chat(request(false, &messages)).await;
+    assert_eq!(resp.status(), 200);
+    let prompt = prompt(&app);
+    assert!(
+        prompt.contains(
+            ";assistant:<q2a:call name=\"read_tool\">\n{\"path\":\"/a.rs\"}\n</q2a:call>;"
+        ),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains(";tool:<q2a:result call=\"call_1\" name=\"read_tool\">\nfn main() {}\n</q2a:result>\n\n(Answer"),
+        "{prompt}"
+    );
+}
+
+#[tokio::test]
+async fn with_tool_choice_none_nothing_is_offered_and_call_syntax_is_text() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    app.fake
+        .push_completion(None, Reply::sse(qwen_sse::fast_answer(&ANSWER)));
+    let mut req = ask(false);
+    req["tool_choice"] = json!("none");
+    let v: Value = app.chat(req).await.json().await.unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop", "{v}");
+    assert_eq!(v["choices"][0]["message"]["content"], ANSWER.concat());
+    assert!(
+        v["choices"][0]["message"].get("tool_calls").is_none(),
+        "{v}"
+    );
+    assert_eq!(prompt(&app), "Show me a.rs");
+}
+
+#[tokio::test]
+async fn a_named_tool_is_the_only_one_offered_and_one_call_is_kept_without_parallel_calls() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let two = [
+        "<q2a:call name=\"grep\">{\"pattern\": \"a\"}</q2a:call>",
+        "<q2a:call name=\"grep\">{\"pattern\": \"b\"}</q2a:call>",
+    ];
+    app.fake
+        .push_completion(None, Reply::sse(qwen_sse::fast_answer(&two)));
+    let mut req = ask(false);
+    req["tool_choice"] = json!({"type": "function", "function": {"name": "grep"}});
+    req["parallel_tool_calls"] = json!(false);
+    let v: Value = app.chat(req).await.json().await.unwrap();
+    let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"pattern":"a"}"#);
+    assert!(v["choices"][0]["message"]["content"].is_null(), "{v}");
+    let prompt = prompt(&app);
+    assert!(prompt.contains("- grep("), "{prompt}");
+    assert!(!prompt.contains("read_tool("), "{prompt}");
+    assert!(prompt.contains("must contain a tool call"), "{prompt}");
+    assert!(prompt.contains("at most one call"), "{prompt}");
+}
