@@ -220,3 +220,27 @@ async fn a_named_tool_is_the_only_one_offered_and_one_call_is_kept_without_paral
     assert!(prompt.contains("must contain a tool call"), "{prompt}");
     assert!(prompt.contains("at most one call"), "{prompt}");
 }
+
+#[tokio::test]
+async fn a_long_agent_prompt_goes_up_as_a_file_with_the_tools_in_it() {
+    let app = TestApp::with_accounts(1, &[("PROMPT_FILE_THRESHOLD_KB", "1")]).await;
+    let long = "x".repeat(1500);
+    let messages = json!([
+        {"role": "user", "content": long},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "grep", "arguments": "{}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "no match"},
+    ]);
+    let resp = app.chat(request(false, &messages)).await;
+    assert_eq!(resp.status(), 200);
+    let file = app.fake.objects().pop().expect("the prompt went up as a file");
+    let file = String::from_utf8(file.bytes.to_vec()).unwrap();
+    assert!(file.starts_with("system:You can call tools."), "{file}");
+    assert!(file.contains("- read_tool(limit?: integer, path: string)"), "{file}");
+    assert!(file.contains("<q2a:call name=\"grep\">\n{}\n</q2a:call>"), "{file}");
+    assert!(file.contains("<q2a:result call=\"call_1\">\nno match\n</q2a:result>"), "{file}");
+    let message = prompt(&app);
+    assert!(message.contains("prompt.txt"), "{message}");
+    assert!(message.ends_with("blocks as described above.)"), "{message}");
+}

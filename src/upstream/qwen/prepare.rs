@@ -213,7 +213,12 @@ pub fn offload_long_prompt(turn: &mut Turn, threshold: usize) {
     {
         return;
     }
-    let text = std::mem::replace(&mut turn.prompt, PROMPT_FILE_INSTRUCTION.to_owned());
+    // The file holds the tools' instructions too; the message recalls the call syntax.
+    let instruction = match &turn.tools {
+        Some(plan) => format!("{PROMPT_FILE_INSTRUCTION}\n\n{}", plan.reminder()),
+        None => PROMPT_FILE_INSTRUCTION.to_owned(),
+    };
+    let text = std::mem::replace(&mut turn.prompt, instruction);
     tracing::debug!(
         bytes = text.len(),
         "prompt over PROMPT_FILE_THRESHOLD_KB; sending it as a file"
