@@ -261,6 +261,14 @@ fn render_proxy(err: &ProxyError) -> Rendered {
             last, retry_after, ..
         } => render_upstream(last, *retry_after),
         ProxyError::MidStream(e) | ProxyError::Call(e) => render_upstream(e, None),
+        ProxyError::ToolCallMissing => Rendered::new(
+            S::BAD_GATEWAY,
+            "server_error",
+            "tool_call_missing",
+            "A tool call was required (tool_choice), but the model answered without one, also \
+             when asked again."
+                .to_owned(),
+        ),
     }
 }
 

@@ -118,6 +118,10 @@ pub trait Upstream: Send + Sync {
         model: &Resolved,
     ) -> Result<Turn, InvalidRequest>;
 
+    /// The turn that asks again after `answer` fell short of what was asked: the same
+    /// conversation, the model's `answer`, and `correction` as the next user message.
+    fn follow_up(&self, turn: &Turn, answer: &str, correction: &str) -> Turn;
+
     fn habits(&self) -> ChatHabits;
 
     /// Signs in with e-mail and password (through `proxy` if given) → a token.

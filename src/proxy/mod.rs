@@ -7,6 +7,7 @@
 pub mod prewarm;
 #[cfg(test)]
 mod tests;
+mod tools;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::conversation::{
     self, AnswerEvent, ChatType, Feature, Finish, InvalidRequest, TokenUsage,
 };
 use crate::media::Uploader;
+use crate::tools::answer::Reading;
 use crate::upstream::{Credentials, TaskState, Upstream, UpstreamError};
 pub use crate::upstream::{StsToken, Turn, Uploaded};
 use crate::usage::UsageRecorder;
@@ -94,6 +96,9 @@ pub enum ProxyError {
     /// failed.
     #[error("the upstream call failed: {0}")]
     Call(UpstreamError),
+    /// A tool call was required, and the model answered without one, also when asked again.
+    #[error("the model did not call a tool, also when asked again")]
+    ToolCallMissing,
 }
 
 /// Why a conversation cannot be sent at all.
@@ -255,7 +260,12 @@ impl Proxy {
         delivery: Delivery,
         ctx: RunContext,
     ) -> Result<Answer, ProxyError> {
-        let attempts = self.attempts(turn, delivery, ctx);
+        let attempts: Pin<Box<dyn Stream<Item = Result<Progress, ProxyError>> + Send>> =
+            if turn.tools.is_some() {
+                Box::pin(self.tool_rounds(turn, delivery, ctx))
+            } else {
+                Box::pin(self.attempts(turn, delivery, ctx, None))
+            };
         let keepalive = match delivery {
             Delivery::Whole => {
                 futures::pin_mut!(attempts);
@@ -305,11 +315,13 @@ impl Proxy {
     /// Runs `req` with failover. Streaming: events are forwarded from the first visible one
     /// on (invisible ones before it are held back), and a later failure is `MidStream`. Whole:
     /// the answer is collected first, so a failure anywhere may still fail over.
+    /// `reading`: how the answer is read for tool calls, when tools are offered.
     fn attempts(
         self: &Arc<Self>,
         req: Turn,
         delivery: Delivery,
         ctx: RunContext,
+        reading: Option<Reading>,
     ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
         let this = Arc::clone(self);
         let buffered = delivery == Delivery::Whole;
@@ -410,8 +422,8 @@ impl Proxy {
                         // With tools offered, calls are read out of the text here, so that
                         // what counts as the first visible event is the text or call a
                         // client would see.
-                        Ok(events) => match &req.tools {
-                            Some(plan) => crate::tools::answer::read_calls(Arc::clone(plan), events),
+                        Ok(events) => match &reading {
+                            Some(reading) => crate::tools::answer::read_calls(reading.clone(), events),
                             None => events,
                         },
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {

@@ -104,6 +104,10 @@ impl Upstream for Scripted {
         super::qwen::prepare(req, model, 0)
     }
 
+    fn follow_up(&self, turn: &Turn, answer: &str, correction: &str) -> Turn {
+        super::qwen::follow_up(turn, answer, correction, 0)
+    }
+
     fn habits(&self) -> ChatHabits {
         ChatHabits {
             cleanup: true,

@@ -234,13 +234,145 @@ async fn a_long_agent_prompt_goes_up_as_a_file_with_the_tools_in_it() {
     ]);
     let resp = app.chat(request(false, &messages)).await;
     assert_eq!(resp.status(), 200);
-    let file = app.fake.objects().pop().expect("the prompt went up as a file");
+    let file = app
+        .fake
+        .objects()
+        .pop()
+        .expect("the prompt went up as a file");
     let file = String::from_utf8(file.bytes.to_vec()).unwrap();
     assert!(file.starts_with("system:You can call tools."), "{file}");
-    assert!(file.contains("- read_tool(limit?: integer, path: string)"), "{file}");
-    assert!(file.contains("<q2a:call name=\"grep\">\n{}\n</q2a:call>"), "{file}");
-    assert!(file.contains("<q2a:result call=\"call_1\">\nno match\n</q2a:result>"), "{file}");
+    assert!(
+        file.contains("- read_tool(limit?: integer, path: string)"),
+        "{file}"
+    );
+    assert!(
+        file.contains("<q2a:call name=\"grep\">\n{}\n</q2a:call>"),
+        "{file}"
+    );
+    assert!(
+        file.contains("<q2a:result call=\"call_1\">\nno match\n</q2a:result>"),
+        "{file}"
+    );
     let message = prompt(&app);
     assert!(message.contains("prompt.txt"), "{message}");
-    assert!(message.ends_with("blocks as described above.)"), "{message}");
+    assert!(
+        message.ends_with("blocks as described above.)"),
+        "{message}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corrective round
+
+fn streamed_calls(chunks: &[Value]) -> Vec<Value> {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].as_array())
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn streamed_text(chunks: &[Value]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect()
+}
+
+/// The model falls short with `first`, is asked again, and calls `grep` properly.
+async fn asked_again_after(first: &[&str], correction: &str) {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let good = ["<q2a:call name=\"grep\">{\"pattern\": \"x\"}</q2a:call>"];
+    for stream in [false, true] {
+        app.fake
+            .push_completion(None, Reply::sse(qwen_sse::fast_answer(first)));
+        app.fake
+            .push_completion(None, Reply::sse(qwen_sse::fast_answer(&good)));
+        let before = app.fake.completions().len();
+        let resp = app.chat(ask(stream)).await;
+        assert_eq!(resp.status(), 200);
+        let (text, calls, finish) = if stream {
+            let body = resp.text().await.unwrap();
+            let chunks = sse_json(&body);
+            let finish = chunks
+                .iter()
+                .find_map(|c| c["choices"][0]["finish_reason"].as_str())
+                .map(str::to_owned);
+            (streamed_text(&chunks), streamed_calls(&chunks), finish)
+        } else {
+            let v: Value = resp.json().await.unwrap();
+            let m = &v["choices"][0]["message"];
+            (
+                m["content"].as_str().unwrap_or_default().to_owned(),
+                m["tool_calls"].as_array().cloned().unwrap_or_default(),
+                v["choices"][0]["finish_reason"].as_str().map(str::to_owned),
+            )
+        };
+        assert_eq!(app.fake.completions().len(), before + 2, "asked once more");
+        assert_eq!(finish.as_deref(), Some("tool_calls"));
+        assert_eq!(calls[0]["function"]["name"], "grep", "{calls:?}");
+        // What fell short never reached the client.
+        assert!(
+            !text.contains("q2a") && !text.contains("does not"),
+            "{text}"
+        );
+        let second = prompt(&app);
+        let answer = first.concat();
+        let expected = format!(";assistant:{};user:{correction}", answer.trim());
+        assert!(second.contains(&expected), "{second}");
+        assert!(second.starts_with("system:You can call tools."), "{second}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_call_is_asked_for_again() {
+    asked_again_after(
+        &["Checking. <q2a:call name=\"grep\">{\"pattern\": </q2a:call>"],
+        "Your tool call could not be read.",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_sites_refusal_of_a_call_is_asked_for_again() {
+    asked_again_after(
+        &["Tool read does not exists."],
+        "Your tool call was not received",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_required_call_that_never_comes_is_an_error_and_its_text_is_never_shown() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    for stream in [false, true] {
+        for _ in 0..2 {
+            app.fake.push_completion(
+                None,
+                Reply::sse(qwen_sse::fast_answer(&["I would rather chat."])),
+            );
+        }
+        let mut req = ask(stream);
+        req["tool_choice"] = json!("required");
+        let resp = app.chat(req).await;
+        if stream {
+            assert_eq!(resp.status(), 200);
+            let body = resp.text().await.unwrap();
+            assert!(!body.contains("rather chat"), "{body}");
+            assert!(body.contains("\"code\":\"tool_call_missing\""), "{body}");
+            assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+        } else {
+            assert_eq!(resp.status(), 502);
+            let v: Value = resp.json().await.unwrap();
+            common::assert_error_envelope(&v, "server_error", "tool_call_missing");
+        }
+        let second = prompt(&app);
+        assert!(
+            second.contains(";assistant:I would rather chat.;user:This answer must call a tool."),
+            "{second}"
+        );
+    }
+    assert_eq!(app.fake.completions().len(), 4);
+    assert_eq!(app.leases(), 0);
 }

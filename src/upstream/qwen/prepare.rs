@@ -201,6 +201,24 @@ fn with_calls(m: &Message, plan: &Plan) -> String {
     texts.join("\n")
 }
 
+/// The turn that asks again: the conversation as it was sent, the model's answer and the
+/// correction as the next items, in a new chat (docs/tools.md).
+pub fn follow_up(turn: &Turn, answer: &str, correction: &str, threshold: usize) -> Turn {
+    let mut next = turn.clone();
+    let reminder = turn
+        .tools
+        .as_ref()
+        .map(|p| p.reminder())
+        .unwrap_or_default();
+    next.prompt = format!(
+        "{};assistant:{};user:{correction}\n\n{reminder}",
+        turn.prompt,
+        answer.trim()
+    );
+    offload_long_prompt(&mut next, threshold);
+    next
+}
+
 /// The instruction sent in place of a prompt that went up as a file.
 const PROMPT_FILE_INSTRUCTION: &str = "The full conversation is in the attached file prompt.txt. Read it and reply to its last message as the assistant.";
 

@@ -67,6 +67,10 @@ impl Upstream for Qwen {
         super::prepare::prepare(req, model, self.prompt_file_threshold)
     }
 
+    fn follow_up(&self, turn: &Turn, answer: &str, correction: &str) -> Turn {
+        super::prepare::follow_up(turn, answer, correction, self.prompt_file_threshold)
+    }
+
     fn habits(&self) -> ChatHabits {
         let cfg = self.client.config();
         ChatHabits {

@@ -1,0 +1,64 @@
+//! A turn with tools: its answer is read for calls, and an answer that falls short of a proper
+//! turn (empty, an unreadable call, the site's refusal of a call, no call when one is required)
+//! gets one corrective round before the client sees the shortfall (docs/tools.md).
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+
+use super::{Delivery, Progress, Proxy, ProxyError, RunContext};
+use crate::conversation::AnswerEvent;
+use crate::tools::answer::{Reading, Shortfall};
+use crate::upstream::Turn;
+
+impl Proxy {
+    /// [`Proxy::attempts`] for a turn with tools, with at most one corrective round.
+    pub(super) fn tool_rounds(
+        self: &Arc<Self>,
+        turn: Turn,
+        delivery: Delivery,
+        ctx: RunContext,
+    ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
+        let this = Arc::clone(self);
+        async_stream::stream! {
+            let Some(plan) = turn.tools.clone() else {
+                return;
+            };
+            let first = Reading::new(Arc::clone(&plan), false);
+            let round = this.attempts(turn.clone(), delivery, ctx.clone(), Some(first.clone()));
+            futures::pin_mut!(round);
+            let mut fell_short = None;
+            while let Some(item) = round.next().await {
+                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
+                    let verdict = first.verdict();
+                    if let Some(shortfall) = verdict.shortfall {
+                        fell_short = Some((shortfall, verdict.answer));
+                        break;
+                    }
+                }
+                let failed = item.is_err();
+                yield item;
+                if failed {
+                    return;
+                }
+            }
+            let Some((shortfall, answer)) = fell_short else {
+                return;
+            };
+            tracing::info!(?shortfall, "the answer fell short of a tool turn; asking once more");
+            let next = this.upstream.follow_up(&turn, &answer, shortfall.correction());
+            let last = Reading::new(plan, true);
+            let round = this.attempts(next, delivery, ctx, Some(last.clone()));
+            futures::pin_mut!(round);
+            while let Some(item) = round.next().await {
+                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
+                    if last.verdict().shortfall == Some(Shortfall::NoCall) {
+                        yield Err(ProxyError::ToolCallMissing);
+                        return;
+                    }
+                }
+                yield item;
+            }
+        }
+    }
+}
