@@ -6,6 +6,7 @@ mod lenient;
 pub mod parse;
 pub mod plan;
 pub mod syntax;
+pub mod validate;
 
 pub use parse::{Call, Offered, Parser, Piece};
 pub use plan::{Choice, Plan};
