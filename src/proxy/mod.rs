@@ -305,6 +305,11 @@ impl Proxy {
     /// Runs `req` with failover. Streaming: events are forwarded from the first visible one
     /// on (invisible ones before it are held back), and a later failure is `MidStream`. Whole:
     /// the answer is collected first, so a failure anywhere may still fail over.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the failover loop is one state machine inside `stream!`: its yields and \
+                  `continue 'accounts` / `continue 'chat` cannot move into helpers"
+    )]
     fn attempts(
         self: &Arc<Self>,
         req: Turn,
