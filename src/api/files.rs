@@ -81,12 +81,10 @@ fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Va
         "purpose": meta.purpose,
         "status": "processed",
     });
-    if compat {
-        if let Some(up) = uploaded {
-            v["file_id"] = json!(meta.id);
-            v["file_url"] = json!(up.file_url);
-            v["upstream_file_id"] = json!(up.file_id);
-        }
+    if compat && let Some(up) = uploaded {
+        v["file_id"] = json!(meta.id);
+        v["file_url"] = json!(up.file_url);
+        v["upstream_file_id"] = json!(up.file_id);
     }
     v
 }

@@ -33,10 +33,10 @@ where
 /// with its quotes. A value holding its quote character inside as well is left as it is.
 pub fn unquote(v: &str) -> &str {
     for q in ['"', '\''] {
-        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
-            if !inner.contains(q) {
-                return inner;
-            }
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q))
+            && !inner.contains(q)
+        {
+            return inner;
         }
     }
     v

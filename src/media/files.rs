@@ -115,10 +115,10 @@ impl FileStore {
                 if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
                     while let Ok(Some(e)) = entries.next_entry().await {
                         let name = e.file_name().to_string_lossy().into_owned();
-                        if let Some(id) = name.strip_suffix(".json") {
-                            if let Some(m) = self.meta(id).await {
-                                out.push(m);
-                            }
+                        if let Some(id) = name.strip_suffix(".json")
+                            && let Some(m) = self.meta(id).await
+                        {
+                            out.push(m);
                         }
                     }
                 }

@@ -207,14 +207,14 @@ fn blob_attachment(
     param: &str,
 ) -> Result<Media, InvalidRequest> {
     let kind = MediaKind::from_mime(&mime);
-    if let Some(want) = want {
-        if kind != want {
-            return Err(InvalidRequest::new(
-                format!("{mime} is not {}", kind_name(want)),
-                param,
-                "unsupported_media_type",
-            ));
-        }
+    if let Some(want) = want
+        && kind != want
+    {
+        return Err(InvalidRequest::new(
+            format!("{mime} is not {}", kind_name(want)),
+            param,
+            "unsupported_media_type",
+        ));
     }
     if bytes.is_empty() {
         return Err(InvalidRequest::new(

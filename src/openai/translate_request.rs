@@ -49,29 +49,29 @@ pub fn check_request(
             "invalid_value",
         ));
     }
-    if let Some(t) = req.chat_type.as_deref() {
-        if ChatType::parse(t).is_none() {
-            return Err(InvalidRequest::new(
-                format!(
-                    "chat_type {t:?} is not supported; use one of t2t, search, t2i, image_edit, t2v"
-                ),
-                "chat_type",
-                "invalid_value",
-            ));
-        }
+    if let Some(t) = req.chat_type.as_deref()
+        && ChatType::parse(t).is_none()
+    {
+        return Err(InvalidRequest::new(
+            format!(
+                "chat_type {t:?} is not supported; use one of t2t, search, t2i, image_edit, t2v"
+            ),
+            "chat_type",
+            "invalid_value",
+        ));
     }
     if let Some(size) = req.size.as_deref() {
         crate::media::size::ratio_for_size(size).map_err(|_| InvalidRequest::bad_size(size))?;
     }
     for (i, m) in req.messages.iter().enumerate() {
-        if let Some(MessageContent::Parts(parts)) = &m.content {
-            if let Some(j) = parts.iter().position(|p| matches!(p, ContentPart::Unknown)) {
-                return Err(InvalidRequest::new(
-                    "unknown content part type; use text, image_url, input_audio, video_url or file",
-                    format!("messages[{i}].content[{j}]"),
-                    "unsupported_content",
-                ));
-            }
+        if let Some(MessageContent::Parts(parts)) = &m.content
+            && let Some(j) = parts.iter().position(|p| matches!(p, ContentPart::Unknown))
+        {
+            return Err(InvalidRequest::new(
+                "unknown content part type; use text, image_url, input_audio, video_url or file",
+                format!("messages[{i}].content[{j}]"),
+                "unsupported_content",
+            ));
         }
     }
     let has_tools = req.tools.as_ref().is_some_and(|t| !t.is_empty());

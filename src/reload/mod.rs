@@ -217,12 +217,11 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
         .await
         .map_err(|e| ReloadError::Apply(e.to_string()))?;
     for id in report.added.iter().chain(report.updated.iter()) {
-        if let Some(a) = manager.pool().get(id) {
-            if a.kind == crate::store::CredentialKind::Password
-                && a.credentials().token.expose().is_empty()
-            {
-                let _ = manager.sign_in(&a).await;
-            }
+        if let Some(a) = manager.pool().get(id)
+            && a.kind == crate::store::CredentialKind::Password
+            && a.credentials().token.expose().is_empty()
+        {
+            let _ = manager.sign_in(&a).await;
         }
     }
     let restart_required: Vec<String> = changed

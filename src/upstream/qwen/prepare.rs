@@ -88,10 +88,10 @@ fn image_to_edit(messages: &[Message]) -> Result<Media, InvalidRequest> {
             }
             _ => {
                 for p in &m.parts {
-                    if let Part::Media(media) = p {
-                        if media.kind == MediaKind::Image {
-                            last = Some(media.clone());
-                        }
+                    if let Part::Media(media) = p
+                        && media.kind == MediaKind::Image
+                    {
+                        last = Some(media.clone());
                     }
                 }
             }
