@@ -79,7 +79,7 @@ impl From<&UpstreamModel> for ModelEntry {
 
 /// One fetched (or fallback) list.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct ModelList {
     pub models: Vec<ModelEntry>,
     pub fetched: Instant,
     /// The built-in list, served because the upstream's could not be had.
@@ -99,7 +99,7 @@ pub struct Resolved {
 
 pub struct Catalog {
     cfg: ModelsConfig,
-    current: RwLock<Option<Arc<Snapshot>>>,
+    current: RwLock<Option<Arc<ModelList>>>,
     refreshing: tokio::sync::Mutex<()>,
     /// The built-in list stands in because a fetch made without any usable account failed:
     /// once an account can fetch, it is fetched at once (else unknown ids would pass through
@@ -117,7 +117,7 @@ impl Catalog {
         }
     }
 
-    fn fresh(&self, with_account: bool) -> Option<Arc<Snapshot>> {
+    fn fresh(&self, with_account: bool) -> Option<Arc<ModelList>> {
         let snap = self
             .current
             .read()
@@ -137,7 +137,7 @@ impl Catalog {
     /// The current list, fetched with `fetch` when missing or stale. One fetch at a time; a
     /// failed fetch keeps a stale upstream list if there is one, else serves the built-in list.
     /// `with_account`: whether `fetch` uses an account's credentials.
-    pub async fn snapshot<F, Fut>(&self, with_account: bool, fetch: F) -> Arc<Snapshot>
+    pub async fn snapshot<F, Fut>(&self, with_account: bool, fetch: F) -> Arc<ModelList>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<UpstreamModel>, UpstreamError>>,
@@ -153,7 +153,7 @@ impl Catalog {
         self.fallback_without_account
             .store(fetched.is_err() && !with_account, Ordering::Relaxed);
         let snap = match fetched {
-            Ok(list) if !list.is_empty() => Snapshot {
+            Ok(list) if !list.is_empty() => ModelList {
                 models: list.iter().map(ModelEntry::from).collect(),
                 fetched: Instant::now(),
                 fallback: false,
@@ -172,7 +172,7 @@ impl Catalog {
                     return stale;
                 }
                 tracing::warn!(error = %why, "cannot fetch the upstream model list; serving the built-in list");
-                Snapshot {
+                ModelList {
                     models: fallback(),
                     fetched: Instant::now(),
                     fallback: true,
@@ -185,7 +185,7 @@ impl Catalog {
     }
 
     /// The OpenAI ids clients can pick from, in upstream order, then the aliases.
-    pub fn list(&self, snap: &Snapshot) -> Vec<ModelObject> {
+    pub fn list(&self, snap: &ModelList) -> Vec<ModelObject> {
         let mut out = Vec::new();
         let mut push = |id: String, created: u64| {
             out.push(ModelObject {
@@ -219,7 +219,7 @@ impl Catalog {
 
     /// Maps a requested id to an upstream model; `None` when it names no model we serve. While
     /// the built-in list is in use, unknown ids are passed through as given.
-    pub fn resolve(&self, snap: &Snapshot, requested: &str) -> Option<Resolved> {
+    pub fn resolve(&self, snap: &ModelList, requested: &str) -> Option<Resolved> {
         let requested = self
             .cfg
             .aliases
@@ -305,7 +305,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn catalog(simple: bool) -> (Catalog, Snapshot) {
+    fn catalog(simple: bool) -> (Catalog, ModelList) {
         let mut aliases = BTreeMap::new();
         aliases.insert("gpt-4o".to_owned(), "qwen3.7-plus".to_owned());
         let c = Catalog::new(ModelsConfig {
@@ -313,7 +313,7 @@ mod tests {
             cache_ttl: Duration::from_secs(60),
             aliases,
         });
-        let snap = Snapshot {
+        let snap = ModelList {
             models: vec![
                 ModelEntry {
                     id: "qwen3.7-plus".into(),
@@ -372,7 +372,7 @@ mod tests {
         assert!(c.resolve(&snap, "gpt-4o").is_some());
         assert!(c.resolve(&snap, "qwen3-coder-plus-thinking").is_none());
         assert!(c.resolve(&snap, "nope").is_none());
-        let fb = Snapshot {
+        let fb = ModelList {
             fallback: true,
             ..snap
         };

@@ -8,7 +8,7 @@ use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::keys::KeyRing;
 use crate::media::fetch::RemoteFetcher;
-use crate::media::files::FileStore;
+use crate::media::file_store::FileStore;
 use crate::media::input::MediaInput;
 use crate::media::jobs::VideoJobs;
 use crate::proxy::Proxy;

@@ -57,7 +57,7 @@ pub struct Uploaded {
 }
 
 /// A completion's answer, decoded: answer events ending with `Finish`, or one error.
-pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
 
 /// What one request sends to a web chat, made from the conversation by the upstream's own
 /// [`Upstream::prepare`] (or directly, for image and video generation).
@@ -144,7 +144,7 @@ pub trait Upstream: Send + Sync {
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError>;
+    ) -> Result<EventStream, UpstreamError>;
 
     /// Deletes a chat; one already gone counts as deleted.
     async fn delete_chat(&self, creds: &Credentials, chat_id: &str) -> Result<(), UpstreamError>;

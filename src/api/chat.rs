@@ -77,7 +77,7 @@ pub async fn respond(
         Answer::Stream(events) => {
             let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
             let enc = StreamEncoder::new(id, created, req.model, format, include_usage, sources);
-            sse::response(frames(events, enc), out.keepalive)
+            sse::response(sse_events(events, enc), out.keepalive)
         }
         Answer::Whole(events) => {
             let mut agg = Aggregate::new(sources);
@@ -128,15 +128,15 @@ fn reasoning_format(
         })
 }
 
-/// What one answer event is written as: most often one frame, held inline.
+/// What one answer event is written as: most often one SSE event, held inline.
 type SseEvents = smallvec::SmallVec<[SseEvent; 2]>;
 
-fn one(frame: SseEvent) -> SseEvents {
-    smallvec::smallvec![frame]
+fn one(event: SseEvent) -> SseEvents {
+    smallvec::smallvec![event]
 }
 
-/// The SSE frames of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
-fn frames(
+/// The SSE events of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
+fn sse_events(
     mut events: AnswerStream,
     mut enc: StreamEncoder,
 ) -> impl Stream<Item = SseEvents> + Send {

@@ -18,7 +18,7 @@ use super::multipart::{Form, invalid};
 use crate::conversation::{Blob, Media, MediaSource};
 use crate::error::AppError;
 use crate::media::MediaKind;
-use crate::media::files::FileMeta;
+use crate::media::file_store::FileRecord;
 use crate::openai::ChatCompletionRequest;
 use crate::proxy::Uploaded;
 use crate::state::AppState;
@@ -71,7 +71,7 @@ fn no_file(id: &str) -> AppError {
     AppError::NotFound(format!("no file with id {id:?}"))
 }
 
-fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Value {
+fn file_object(meta: &FileRecord, uploaded: Option<&Uploaded>, compat: bool) -> Value {
     let mut v = json!({
         "id": meta.id,
         "object": "file",
@@ -92,7 +92,7 @@ fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Va
 async fn store_upload(
     state: &AppState,
     mp: Multipart,
-) -> Result<(FileMeta, Option<Uploaded>), AppError> {
+) -> Result<(FileRecord, Option<Uploaded>), AppError> {
     let form = Form::read(mp, state.config().media.max_upload_bytes).await?;
     let file = form
         .file(&["file"])

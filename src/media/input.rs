@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::datauri::{self, DataUriError};
 use super::fetch::{FetchError, RemoteFetcher};
-use super::files::FileStore;
+use super::file_store::FileStore;
 use super::{MediaKind, kind};
 use crate::conversation::{Blob, InvalidRequest, Media, MediaSource};
 use crate::openai::{ContentPart, MediaAt, Message, MessageContent, Role};
@@ -65,8 +65,8 @@ impl MediaInput<'_> {
                 return self.audio(input_audio, param).map(Some);
             }
             ContentPart::File { file } => match self.file(file, param).await? {
-                FilePart::Stored(media) => return Ok(Some(media)),
-                FilePart::Data { data, filename } => (None, data, filename),
+                FileInput::Stored(media) => return Ok(Some(media)),
+                FileInput::Data { data, filename } => (None, data, filename),
             },
         };
         let attachment = if url.starts_with("data:") {
@@ -153,7 +153,7 @@ impl MediaInput<'_> {
 
     /// A `file` part: a `file_id` from `POST /v1/files`, or inline `file_data` (with an
     /// optional `filename`) read like any other media URL.
-    async fn file(&self, file: &Value, param: &str) -> Result<FilePart, InvalidRequest> {
+    async fn file(&self, file: &Value, param: &str) -> Result<FileInput, InvalidRequest> {
         if let Some(id) = file.get("file_id").and_then(Value::as_str) {
             let Some((meta, bytes)) = self.files.get(id).await else {
                 return Err(InvalidRequest::new(
@@ -163,7 +163,7 @@ impl MediaInput<'_> {
                 ));
             };
             let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
-            return Ok(FilePart::Stored(Media {
+            return Ok(FileInput::Stored(Media {
                 kind: MediaKind::from_mime(&meta.mime),
                 source: MediaSource::Blob(Arc::new(blob)),
             }));
@@ -182,7 +182,7 @@ impl MediaInput<'_> {
             .get("filename")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        Ok(FilePart::Data {
+        Ok(FileInput::Data {
             data: data.to_owned(),
             filename,
         })
@@ -190,7 +190,7 @@ impl MediaInput<'_> {
 }
 
 /// What a `file` part names: a file uploaded before, or data still to read.
-enum FilePart {
+enum FileInput {
     Stored(Media),
     Data {
         data: String,

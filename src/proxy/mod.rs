@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use self::prewarm::ChatPrewarm;
 use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
-use crate::catalog::{Catalog, Resolved, Snapshot};
+use crate::catalog::{Catalog, Resolved, ModelList};
 use crate::config::{MediaConfig, Secret};
 use crate::conversation::{
     self, AnswerEvent, ChatType, Feature, Finish, InvalidRequest, TokenUsage,
@@ -175,7 +175,7 @@ impl Proxy {
     }
 
     /// The model list, fetched with the first usable account when the cache is stale.
-    pub async fn models(&self) -> Arc<Snapshot> {
+    pub async fn models(&self) -> Arc<ModelList> {
         let creds = self.pool().first_usable().map(|a| a.credentials());
         self.catalog
             .snapshot(creds.is_some(), || async {

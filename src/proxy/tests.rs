@@ -22,7 +22,7 @@ const B: &str = "b@test.local";
 /// A proxy over accounts `A` and `B` (tried in that order) on `up`.
 async fn proxy(up: &Arc<Scripted>) -> Arc<Proxy> {
     let accounts = format!("{A}:pw-a,{B}:pw-b");
-    let cfg = Config::from_source(&move |name: &str| match name {
+    let cfg = Config::from_vars(&move |name: &str| match name {
         "ACCOUNTS" => Some(accounts.clone()),
         "API_KEY" => Some("sk-test".to_owned()),
         _ => None,

@@ -170,7 +170,7 @@ impl Reloader {
     ) -> Result<(Config, Vec<String>), ReloadError> {
         let vars = self.merged(file);
         let lookup = |name: &str| vars.get(name).cloned();
-        let config = Config::from_source(&lookup)?;
+        let config = Config::from_vars(&lookup)?;
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         let mut changed: Vec<String> = applied
             .keys()

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    AnswerStream, ChatHabits, Credentials, StsToken, TaskState, Turn, Uploaded, Upstream,
+    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Uploaded, Upstream,
     UpstreamError, UpstreamModel,
 };
 use crate::catalog::Resolved;
@@ -152,7 +152,7 @@ impl Upstream for Scripted {
         _turn: &Turn,
         _chat_id: &str,
         _uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError> {
+    ) -> Result<EventStream, UpstreamError> {
         self.record("complete", Some(creds));
         let next = self
             .scripts

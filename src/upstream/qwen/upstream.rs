@@ -13,7 +13,7 @@ use crate::catalog::Resolved;
 use crate::config::{Secret, StreamMode};
 use crate::conversation::{self, Blob, InvalidRequest, MediaKind, MediaSource};
 use crate::upstream::{
-    AnswerStream, ChatHabits, Credentials, StsToken, TaskState, Turn, Upstream, UpstreamError,
+    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Upstream, UpstreamError,
     UpstreamModel,
 };
 
@@ -106,7 +106,7 @@ impl Upstream for Qwen {
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError> {
+    ) -> Result<EventStream, UpstreamError> {
         let files = Self::files(turn, uploads);
         let bytes = self.client.complete(creds, turn, chat_id, &files).await?;
         let opts = DecodeOptions {
