@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::catalog::Resolved;
 use crate::config::StreamMode;
 use crate::conversation::AnswerEvent;
 use crate::openai::ChatCompletionRequest;
+use crate::upstream::ResolvedModel;
 use crate::upstream::UpstreamError;
 use crate::upstream::qwen::ByteStream;
 use crate::upstream::qwen::stream::{DecodeOptions, answers};
@@ -21,7 +21,7 @@ pub fn request(data: &[u8]) {
     if crate::openai::check_request(&req, 2000).is_err() {
         return;
     }
-    let model = Resolved {
+    let model = ResolvedModel {
         upstream_id: "qwen3.7-plus".into(),
         thinking: false,
         search: false,

@@ -37,7 +37,7 @@ impl Open {
 
     /// `body`, holding this request open until it has been sent or dropped.
     pub fn hold(self, body: Body) -> Body {
-        crate::body::hold(body, self)
+        crate::server::body::hold(body, self)
     }
 }
 

@@ -14,10 +14,10 @@ use super::json::AppJson;
 use super::sse::{self, SseEvent};
 use crate::config::ReasoningFormat;
 use crate::conversation::{ChatType, InvalidRequest, Media};
-use crate::error::AppError;
 use crate::openai::{self, Aggregate, ChatCompletionRequest, SourceStyle, StreamEncoder};
 use crate::proxy::{Answer, AnswerStream, Delivery, RunContext, Streamed};
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 const REASONING_HEADER: &str = "x-reasoning-format";
 

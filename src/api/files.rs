@@ -16,12 +16,12 @@ use super::chat::respond;
 use super::json::AppJson;
 use super::multipart::{Form, invalid};
 use crate::conversation::{Blob, Media, MediaSource};
-use crate::error::AppError;
 use crate::media::MediaKind;
 use crate::media::file_store::FileRecord;
 use crate::openai::ChatCompletionRequest;
 use crate::proxy::Uploaded;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 /// `POST /v1/files`: keeps the bytes and uploads them with an account now.
 pub async fn create(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {

@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::catalog::Catalog;
 use super::{Answer, Delivery, Proxy, ProxyError, RunContext, Streamed};
 use crate::accounts::AccountManager;
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::conversation::{AnswerEvent, Finish};
+use crate::keys::usage::UsageRecorder;
 use crate::media::Uploader;
 use crate::store::{Store, memory::MemoryStore};
 use crate::upstream::scripted::{Script, Scripted};
 use crate::upstream::{Turn, Upstream, UpstreamError};
-use crate::usage::UsageRecorder;
 
 const A: &str = "a@test.local";
 const B: &str = "b@test.local";

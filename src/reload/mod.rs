@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::accounts::ReloadReport;
 use crate::config::{Config, ConfigError};
-use crate::state::AppState;
+use crate::server::AppState;
 
 /// The variables a reload applies; any other change needs a restart.
 const HOT: &[&str] = &[

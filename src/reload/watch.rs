@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{file_changed, reload};
-use crate::state::AppState;
+use crate::server::AppState;
 
 /// Editors write in several steps: a reload waits this long after the first event of a burst.
 const SETTLE: Duration = Duration::from_millis(300);

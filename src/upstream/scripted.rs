@@ -11,9 +11,9 @@ use super::{
     ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Uploaded, Upstream,
     UpstreamError, UpstreamModel,
 };
-use crate::catalog::Resolved;
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, Finish, InvalidRequest, MediaKind, TokenUsage};
+use crate::upstream::ResolvedModel;
 
 /// What one completion does.
 #[derive(Clone, Debug)]
@@ -99,7 +99,7 @@ impl Upstream for Scripted {
     fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest> {
         super::qwen::prepare(req, model, 0)
     }

@@ -18,7 +18,6 @@ pub use qwen::files::TaskState;
 pub use qwen::oss::StsToken;
 pub use qwen::wire::UpstreamModel;
 
-use crate::catalog::Resolved;
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, ChatType, InvalidRequest, Media, MediaKind};
 
@@ -58,6 +57,17 @@ pub struct Uploaded {
 
 /// A completion's answer, decoded: answer events ending with `Finish`, or one error.
 pub type EventStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
+
+/// The model a request runs on: a client's model id resolved against the model list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedModel {
+    pub upstream_id: String,
+    pub thinking: bool,
+    pub search: bool,
+    pub must_think: bool,
+    /// Set by a generation suffix (`-image`, `-image-edit`, `-video`).
+    pub media: Option<ChatType>,
+}
 
 /// What one request sends to a web chat, made from the conversation by the upstream's own
 /// [`Upstream::prepare`] (or directly, for image and video generation).
@@ -112,7 +122,7 @@ pub trait Upstream: Send + Sync {
     fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest>;
 
     fn habits(&self) -> ChatHabits;
