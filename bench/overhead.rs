@@ -156,6 +156,10 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "the phases in the order they run, one after another, read top to bottom"
+)]
 async fn run(plan: &Plan) -> Result<(), BoxError> {
     let bin = std::env::var_os("QWEN2API_BIN").map_or_else(
         || manifest_dir().join("target/release/qwen2api"),

@@ -5,10 +5,10 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::catalog::Resolved;
 use crate::config::StreamMode;
 use crate::conversation::AnswerEvent;
 use crate::openai::ChatCompletionRequest;
+use crate::upstream::ResolvedModel;
 use crate::upstream::UpstreamError;
 use crate::upstream::qwen::ByteStream;
 use crate::upstream::qwen::stream::{DecodeOptions, answers};
@@ -21,7 +21,7 @@ pub fn request(data: &[u8]) {
     if crate::openai::check_request(&req, 2000).is_err() {
         return;
     }
-    let model = Resolved {
+    let model = ResolvedModel {
         upstream_id: "qwen3.7-plus".into(),
         thinking: false,
         search: false,
@@ -39,7 +39,7 @@ pub fn request(data: &[u8]) {
 /// Decodes `data[4..]` as an upstream stream cut into pieces whose sizes come from `data[..4]`,
 /// under options chosen by those bytes too. The answer ends with exactly one `Finish` or one error,
 /// and nothing follows it.
-pub fn sse(data: &[u8]) {
+pub fn upstream_sse(data: &[u8]) {
     let (head, body) = data.split_at(data.len().min(4));
     let seed: Vec<usize> = head.iter().map(|b| usize::from(*b % 13) + 1).collect();
     let opts = DecodeOptions {
@@ -97,9 +97,9 @@ mod tests {
         for seed in [[0u8, 1, 2, 3], [255, 254, 253, 252], [7, 7, 7, 7]] {
             let mut data = seed.to_vec();
             data.extend_from_slice(capture);
-            sse(&data);
+            upstream_sse(&data);
         }
-        sse(b"");
-        sse(b"\x01\x02");
+        upstream_sse(b"");
+        upstream_sse(b"\x01\x02");
     }
 }

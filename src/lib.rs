@@ -1,27 +1,29 @@
 //! qwen2api: an OpenAI-compatible gateway to the Qwen web chat through the user's own accounts.
+//!
+//! A request goes `server` → `api` → `openai` → `conversation` → `proxy` → `upstream`; the
+//! other modules are rooms beside that path. docs/development.md has the map.
 
-pub mod accounts;
-pub mod api;
-pub mod app;
-pub mod body;
-pub mod catalog;
-pub mod config;
-pub mod conversation;
-pub mod error;
-pub mod event_loop;
+// The request path: server → api → openai → conversation → proxy → upstream.
+pub mod api; // routes, auth, extractors, thin handlers
+pub mod conversation; // the neutral model every surface translates into and out of
+pub mod openai; // the OpenAI chat surface: wire types and their translation
+pub mod proxy; // the one door: model catalog, lease, attempt, failover, first-byte policy
+pub mod server; // the app's assembly: router, serving, event loops, AppState, AppError
+pub mod upstream; // the Upstream trait; chat.qwen.ai behind it in upstream/qwen/
+
+// Rooms beside it.
+pub mod accounts; // upstream accounts: pool, sign-in, health, pacing
+pub mod config; // the typed configuration tree, read from the environment
+pub mod keys; // API keys and the usage counted for each
+pub mod media; // attachments, /v1/files storage, remote fetches, video jobs
+pub mod memory; // giving freed memory back to the system after bursts
+pub mod reload; // re-reading the configuration at runtime (.env watch, /api/reloadConfig)
+pub mod store; // persistence: sqlite (default), redis, or memory
+pub mod telemetry; // logging: subscriber and the request log line
+pub mod tools; // tool calling over a web chat: the call syntax, reading calls, their checks
+
+/// Entry points for `fuzz/` and the test that replays its corpus.
 pub mod fuzzing;
-pub mod keys;
-pub mod media;
-pub mod memory;
-pub mod openai;
-pub mod proxy;
-pub mod reload;
-pub mod state;
-pub mod store;
-pub mod telemetry;
-pub mod tools;
-pub mod upstream;
-pub mod usage;
 
 pub use config::Config;
-pub use state::AppState;
+pub use server::AppState;

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qwen2api::reload::{self, Reloader};
-use qwen2api::{AppState, Config, app, config, event_loop, memory, telemetry};
+use qwen2api::server::{self, event_loop};
+use qwen2api::{AppState, Config, config, memory, telemetry};
 
 const HELP: &str = "\
 qwen2api: an OpenAI-compatible API over your own Qwen web-chat accounts (chat.qwen.ai)
@@ -149,16 +150,16 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let main_server = event_loop::serve(listener, app::router(state.clone()), loops, || {
+    let main_server = event_loop::serve(listener, server::router(state.clone()), loops, || {
         stopped(stop_rx.clone())
     });
     let admin_server = async {
         match admin_listener {
             Some(l) => {
                 tracing::info!(addr = ?l.local_addr().ok(), "admin API listening");
-                app::serve_app(
+                server::serve_app(
                     l,
-                    app::admin_router(state.clone()),
+                    server::admin_router(state.clone()),
                     stopped(stop_rx.clone()),
                 )
                 .await

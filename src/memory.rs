@@ -37,7 +37,7 @@ impl Open {
 
     /// `body`, holding this request open until it has been sent or dropped.
     pub fn hold(self, body: Body) -> Body {
-        crate::body::hold(body, self)
+        crate::server::body::hold(body, self)
     }
 }
 
@@ -120,7 +120,7 @@ fn resident_kib() -> Option<u64> {
 
 /// Asks glibc to give its arenas' free pages back (`malloc_trim(0)`); true if any were.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
+#[expect(unsafe_code, reason = "malloc_trim is a foreign call; see SAFETY")]
 fn release_freed() -> bool {
     // SAFETY: malloc_trim takes no pointers and touches only glibc's own free lists, under
     // the arena locks every other allocator call takes too.

@@ -9,7 +9,10 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-use crate::error::LoggedError;
+/// The internal description of an error response, put in its extensions for the request log
+/// line (so an error is logged once, here, and rendering has no side effects).
+#[derive(Clone, Debug)]
+pub struct LoggedError(pub String);
 
 /// Installs the global subscriber; `filter` is `LOG_LEVEL` (a level or a filter directive).
 pub fn init(filter: &str) {

@@ -65,12 +65,12 @@ pub fn warn_if_stale(bin: &Path) {
     }
     let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
     let sources = newest(&manifest_dir().join("src"));
-    if let (Some(built), Some(sources)) = (built, sources) {
-        if sources > built {
-            eprintln!(
-                "overhead: warning: {} is older than src/; run bench/run to rebuild it",
-                bin.display()
-            );
-        }
+    if let (Some(built), Some(sources)) = (built, sources)
+        && sources > built
+    {
+        eprintln!(
+            "overhead: warning: {} is older than src/; run bench/run to rebuild it",
+            bin.display()
+        );
     }
 }

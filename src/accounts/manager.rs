@@ -34,7 +34,7 @@ pub enum ManagerError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
-    #[error("sign-in failed: {}", crate::error::sign_in_failure(.0))]
+    #[error("sign-in failed: {}", .0.sign_in_failure())]
     SignIn(UpstreamError),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -210,10 +210,10 @@ impl Account {
 
     fn cell(&self) -> std::sync::MutexGuard<'_, HealthCell> {
         let mut c = self.health.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Health::Cooling { until, .. } = &c.health {
-            if *until <= SystemTime::now() {
-                c.health = Health::Active;
-            }
+        if let Health::Cooling { until, .. } = &c.health
+            && *until <= SystemTime::now()
+        {
+            c.health = Health::Active;
         }
         c
     }

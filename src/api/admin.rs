@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use super::json::AppJson;
 use crate::accounts::{AddAccount, Health, ManagerError};
 use crate::config::Secret;
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 use crate::store::{StoreError, Subject};
 
 fn ok(data: Value) -> Json<Value> {

@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::config::{AuthMode, Secret};
-use crate::error::AppError;
 use crate::keys::Caller;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 /// Who made the request, put into the request's extensions by the middleware.
 #[derive(Clone, Debug)]

@@ -14,10 +14,10 @@ use super::json::AppJson;
 use super::sse::{self, SseEvent};
 use crate::config::ReasoningFormat;
 use crate::conversation::{ChatType, InvalidRequest, Media, ToolChoice};
-use crate::error::AppError;
 use crate::openai::{self, Aggregate, ChatCompletionRequest, SourceStyle, StreamEncoder};
 use crate::proxy::{Answer, AnswerStream, Delivery, RunContext, Streamed};
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 const REASONING_HEADER: &str = "x-reasoning-format";
 
@@ -81,7 +81,7 @@ pub async fn respond(
         Answer::Stream(events) => {
             let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
             let enc = StreamEncoder::new(id, created, req.model, format, include_usage, sources);
-            sse::response(frames(events, enc), out.keepalive)
+            sse::response(sse_events(events, enc), out.keepalive)
         }
         Answer::Whole(events) => {
             let mut agg = Aggregate::new(sources);
@@ -132,15 +132,15 @@ fn reasoning_format(
         })
 }
 
-/// What one answer event is written as: most often one frame, held inline.
+/// What one answer event is written as: most often one SSE event, held inline.
 type SseEvents = smallvec::SmallVec<[SseEvent; 2]>;
 
-fn one(frame: SseEvent) -> SseEvents {
-    smallvec::smallvec![frame]
+fn one(event: SseEvent) -> SseEvents {
+    smallvec::smallvec![event]
 }
 
-/// The SSE frames of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
-fn frames(
+/// The SSE events of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
+fn sse_events(
     mut events: AnswerStream,
     mut enc: StreamEncoder,
 ) -> impl Stream<Item = SseEvents> + Send {

@@ -16,12 +16,12 @@ use super::chat::respond;
 use super::json::AppJson;
 use super::multipart::{Form, invalid};
 use crate::conversation::{Blob, Media, MediaSource};
-use crate::error::AppError;
 use crate::media::MediaKind;
-use crate::media::files::FileMeta;
+use crate::media::file_store::FileRecord;
 use crate::openai::ChatCompletionRequest;
 use crate::proxy::Uploaded;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 /// `POST /v1/files`: keeps the bytes and uploads them with an account now.
 pub async fn create(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
@@ -71,7 +71,7 @@ fn no_file(id: &str) -> AppError {
     AppError::NotFound(format!("no file with id {id:?}"))
 }
 
-fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Value {
+fn file_object(meta: &FileRecord, uploaded: Option<&Uploaded>, compat: bool) -> Value {
     let mut v = json!({
         "id": meta.id,
         "object": "file",
@@ -81,12 +81,10 @@ fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Va
         "purpose": meta.purpose,
         "status": "processed",
     });
-    if compat {
-        if let Some(up) = uploaded {
-            v["file_id"] = json!(meta.id);
-            v["file_url"] = json!(up.file_url);
-            v["upstream_file_id"] = json!(up.file_id);
-        }
+    if compat && let Some(up) = uploaded {
+        v["file_id"] = json!(meta.id);
+        v["file_url"] = json!(up.file_url);
+        v["upstream_file_id"] = json!(up.file_id);
     }
     v
 }
@@ -94,7 +92,7 @@ fn file_object(meta: &FileMeta, uploaded: Option<&Uploaded>, compat: bool) -> Va
 async fn store_upload(
     state: &AppState,
     mp: Multipart,
-) -> Result<(FileMeta, Option<Uploaded>), AppError> {
+) -> Result<(FileRecord, Option<Uploaded>), AppError> {
     let form = Form::read(mp, state.config().media.max_upload_bytes).await?;
     let file = form
         .file(&["file"])

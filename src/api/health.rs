@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::accounts::{Health, Pool};
 use crate::config::AuthMode;
-use crate::state::AppState;
+use crate::server::AppState;
 
 /// Liveness: always 200 while the server runs; `ready` and `reason` say whether it can serve.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {

@@ -16,11 +16,11 @@ use super::json::AppJson;
 use super::multipart::{Form, invalid};
 use crate::conversation::InvalidRequest;
 use crate::conversation::{AnswerEvent, Blob, ChatType, Media, MediaSource};
-use crate::error::AppError;
 use crate::media::MediaKind;
 use crate::media::size::requested_ratio;
 use crate::proxy::{Answer, Delivery, Turn};
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 /// Most images one request may ask for (each is its own upstream chat).
 const MAX_N: u32 = 4;

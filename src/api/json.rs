@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::error::AppError;
+use crate::server::error::AppError;
 
 pub struct AppJson<T>(pub T);
 

@@ -27,8 +27,8 @@ pub use auth::Identity;
 pub use json::parse as parse_json;
 
 use crate::config::CorsOrigins;
-use crate::error::AppError;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 /// The client API: `/v1` (keys required, load shed, CORS for browser clients), `/models`,
 /// `/health` (liveness) and `/health/ready` (readiness).

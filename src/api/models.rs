@@ -3,15 +3,14 @@
 use axum::Json;
 use axum::extract::{Path, State};
 
-use crate::error::AppError;
 use crate::openai::{ModelList, ModelObject};
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    let snap = state.proxy().models().await;
     Json(ModelList {
         object: "list",
-        data: state.proxy().catalog().list(&snap),
+        data: listed(&state).await.collect(),
     })
 }
 
@@ -19,13 +18,21 @@ pub async fn one(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, AppError> {
-    let snap = state.proxy().models().await;
-    state
-        .proxy()
-        .catalog()
-        .list(&snap)
-        .into_iter()
+    listed(&state)
+        .await
         .find(|m| m.id == id)
         .map(Json)
         .ok_or(AppError::ModelNotFound(id))
+}
+
+/// The catalog's models as OpenAI model objects.
+async fn listed(state: &AppState) -> impl Iterator<Item = ModelObject> {
+    let known = state.proxy().models().await;
+    let listed = state.proxy().catalog().list(&known);
+    listed.into_iter().map(|m| ModelObject {
+        id: m.id,
+        object: "model",
+        created: m.created,
+        owned_by: "qwen",
+    })
 }

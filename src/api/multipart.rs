@@ -8,8 +8,8 @@ use axum::extract::multipart::MultipartError;
 use bytes::Bytes;
 
 use crate::conversation::InvalidRequest;
-use crate::error::AppError;
 use crate::media::kind;
+use crate::server::error::AppError;
 
 /// One uploaded file part.
 pub struct FilePart {

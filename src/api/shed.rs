@@ -8,7 +8,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tokio::sync::Semaphore;
 
-use crate::error::AppError;
+use crate::server::error::AppError;
 
 #[derive(Clone)]
 pub struct Limit(pub Arc<Semaphore>);
@@ -23,5 +23,5 @@ pub async fn shed(
         return Err(AppError::Overloaded);
     };
     let resp = next.run(req).await;
-    Ok(resp.map(|body| crate::body::hold(body, permit)))
+    Ok(resp.map(|body| crate::server::body::hold(body, permit)))
 }

@@ -1,5 +1,5 @@
-//! The SSE response body: typed frames written as `data: …` / `: comment` blocks, with the
-//! frames that are ready together gathered into one write, and keep-alive comments while the
+//! The SSE response body: typed events written as `data: …` / `: comment` blocks, with the
+//! events that are ready together gathered into one write, and keep-alive comments while the
 //! source is silent.
 
 use std::convert::Infallible;
@@ -37,16 +37,16 @@ impl SseEvent {
 
 const KEEP_ALIVE: SseEvent = SseEvent::Comment("keep-alive");
 
-/// A write is sent once it holds this much, even if more frames are ready.
+/// A write is sent once it holds this much, even if more events are ready.
 const WRITE_AT: usize = 16 * 1024;
-/// Scheduler rounds a write waits at most for more frames.
+/// Scheduler rounds a write waits at most for more events.
 const GATHER_ROUNDS: usize = 64;
 /// Scheduler rounds in a row that bring nothing before the write is sent. One is not enough:
 /// the upstream connection's task often needs a second round to hand over the next chunk (with
 /// 1, a 200-event stream at C = 1 cost 2.5–2.8 ms of CPU instead of about 1 ms in the bench).
 const IDLE_ROUNDS: usize = 3;
 
-/// Appends the frames that are ready, or become ready while this task lets the others run,
+/// Appends the events that are ready, or become ready while this task lets the others run,
 /// to `buf`; true when the source has ended.
 ///
 /// An upstream HTTP/1 body is handed over one chunk at a time by its connection task, often
@@ -67,10 +67,10 @@ where
             let Some(more) = batches.next().now_or_never() else {
                 break;
             };
-            let Some(frames) = more else { return true };
+            let Some(events) = more else { return true };
             got = true;
-            for f in frames {
-                f.write_to(buf);
+            for e in events {
+                e.write_to(buf);
             }
         }
         idle = if got || round == 0 { 0 } else { idle + 1 };
@@ -98,7 +98,7 @@ fn yield_once() -> impl std::future::Future<Output = ()> {
     })
 }
 
-/// A `text/event-stream` response from batches of frames. Batches that are ready together go
+/// A `text/event-stream` response from batches of events. Batches that are ready together go
 /// out as one write; after `keepalive` of silence a keep-alive comment is sent.
 pub fn response<S, B>(batches: S, keepalive: Duration) -> Response
 where
@@ -115,9 +115,9 @@ where
                 // Events first: the keep-alive timer only matters while nothing comes.
                 biased;
                 next = batches.next() => {
-                    let Some(frames) = next else { break };
-                    for f in frames {
-                        f.write_to(&mut buf);
+                    let Some(events) = next else { break };
+                    for e in events {
+                        e.write_to(&mut buf);
                     }
                     let ended = gather(&mut batches, &mut buf).await;
                     silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
@@ -198,22 +198,22 @@ mod tests {
             .await
     }
 
-    fn frames(range: std::ops::Range<usize>) -> String {
+    fn events(range: std::ops::Range<usize>) -> String {
         range
             .map(|i| ["data: ", &i.to_string(), "\n\n"].concat())
             .collect()
     }
 
     #[tokio::test]
-    async fn frames_handed_over_one_at_a_time_share_one_write() {
+    async fn events_handed_over_one_at_a_time_share_one_write() {
         let got = writes(fed(40, Duration::ZERO)).await;
-        // The first frame is written as soon as it is read, the next ones gather behind it.
-        assert_eq!(got.concat(), frames(0..40));
+        // The first event is written as soon as it is read, the next ones gather behind it.
+        assert_eq!(got.concat(), events(0..40));
         assert!(got.len() <= 2, "{} writes: {got:?}", got.len());
     }
 
     #[tokio::test]
-    async fn a_source_that_really_waits_gets_a_write_per_frame() {
+    async fn a_source_that_really_waits_gets_a_write_per_event() {
         let got = writes(fed(3, Duration::from_millis(30))).await;
         assert_eq!(got, ["data: 0\n\n", "data: 1\n\n", "data: 2\n\n"]);
     }

@@ -13,10 +13,10 @@ use super::json::AppJson;
 use super::multipart::invalid;
 use crate::conversation::ChatType;
 use crate::conversation::InvalidRequest;
-use crate::error::AppError;
 use crate::media::size::requested_ratio;
 use crate::proxy::Turn;
-use crate::state::AppState;
+use crate::server::AppState;
+use crate::server::error::AppError;
 
 #[derive(Debug, Deserialize)]
 pub struct VideoRequest {

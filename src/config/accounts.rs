@@ -1,6 +1,6 @@
 //! Qwen accounts as configured: `ACCOUNTS` (email:password[|proxy]), `QWEN_COOKIES`, `QWEN_AUTH_TOKEN`.
 
-use super::{ConfigError, ProxyUrl, Secret, Source};
+use super::{ConfigError, ProxyUrl, Secret, Vars};
 
 /// One configured Qwen web account.
 #[derive(Clone, Debug)]
@@ -23,7 +23,7 @@ pub enum AccountCredential {
     },
 }
 
-pub fn from_source(src: &dyn Source) -> Result<Vec<AccountSpec>, ConfigError> {
+pub fn from_vars(src: &dyn Vars) -> Result<Vec<AccountSpec>, ConfigError> {
     let mut out = Vec::new();
     if let Some(raw) = src.get("ACCOUNTS") {
         for entry in super::parse::list(&raw) {
@@ -151,7 +151,7 @@ pub fn validate_proxy(var: &'static str, proxy: &str) -> Result<String, ConfigEr
 mod tests {
     use super::*;
 
-    fn src(pairs: &[(&str, &str)]) -> impl Source + use<> {
+    fn src(pairs: &[(&str, &str)]) -> impl Vars + use<> {
         let owned: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_account_in_order() {
-        let got = from_source(&src(&[
+        let got = from_vars(&src(&[
             (
                 "ACCOUNTS",
                 "a@x.io:p|w:1|socks5://127.0.0.1:1080, b@x.io:pw",
@@ -201,9 +201,9 @@ mod tests {
 
     #[test]
     fn malformed_accounts_are_refused_without_echoing_them() {
-        let err = from_source(&src(&[("ACCOUNTS", "nopassword")])).unwrap_err();
+        let err = from_vars(&src(&[("ACCOUNTS", "nopassword")])).unwrap_err();
         assert_eq!(err.var, "ACCOUNTS");
-        let err = from_source(&src(&[("QWEN_COOKIES", "session=secret123")])).unwrap_err();
+        let err = from_vars(&src(&[("QWEN_COOKIES", "session=secret123")])).unwrap_err();
         assert!(!err.to_string().contains("secret123"));
     }
 
@@ -215,14 +215,14 @@ mod tests {
             "a@x.io:pass-a b@x.io:pass-b",
             "a@x.io:pass-a|b@x.io:pass-b",
         ] {
-            let err = from_source(&src(&[("ACCOUNTS", raw)])).unwrap_err();
+            let err = from_vars(&src(&[("ACCOUNTS", raw)])).unwrap_err();
             let text = err.to_string();
             assert_eq!(err.var, "ACCOUNTS");
             assert!(text.contains("comma"), "{text}");
             assert!(!text.contains("pass-"), "{text}");
         }
         // A password may hold any of these characters as long as no account follows.
-        let got = from_source(&src(&[("ACCOUNTS", "a@x.io:p;w@rd:1|x, b@x.io:a b")])).unwrap();
+        let got = from_vars(&src(&[("ACCOUNTS", "a@x.io:p;w@rd:1|x, b@x.io:a b")])).unwrap();
         assert_eq!(got.len(), 2);
     }
 

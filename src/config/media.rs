@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::parse::{bool_or, positive_seconds_or, uint_or};
-use super::{ConfigError, Source};
+use super::{ConfigError, Vars};
 
 #[derive(Clone, Debug)]
 pub struct MediaConfig {
@@ -23,7 +23,7 @@ pub struct MediaConfig {
     pub video_timeout: Duration,
 }
 
-pub fn media(src: &dyn Source) -> Result<MediaConfig, ConfigError> {
+pub fn media(src: &dyn Vars) -> Result<MediaConfig, ConfigError> {
     let mb = uint_or(src, "MAX_UPLOAD_MB", 20usize, 1)?;
     let kb = uint_or(src, "PROMPT_FILE_THRESHOLD_KB", 100usize, 0)?;
     let name = |var: &str| {

@@ -1,11 +1,11 @@
 //! The typed configuration tree, read once from the environment (and `.env`) and validated at start.
 
 mod accounts;
+mod lifecycle;
 mod media;
 pub mod parse;
 mod secret;
 mod server;
-mod state;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,11 +15,11 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
+pub use lifecycle::{AuthMode, LifecycleConfig, StoreConfig};
 pub use media::MediaConfig;
-pub use parse::Source;
+pub use parse::Vars;
 pub use secret::{ProxyUrl, Secret, mask_url_password};
 pub use server::{CorsOrigins, ServerConfig};
-pub use state::{AuthMode, LifecycleConfig, StoreConfig};
 
 use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
 
@@ -207,14 +207,14 @@ const NOT_YET_SUPPORTED: &[&str] = &["CACHE_MODE"];
 impl Config {
     /// Reads the process environment (after `.env` has been loaded into it).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_source(&|name: &str| std::env::var(name).ok())
+        Self::from_vars(&|name: &str| std::env::var(name).ok())
     }
 
-    pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
+    pub fn from_vars(src: &dyn Vars) -> Result<Self, ConfigError> {
         let listen = listen_addr(src)?;
-        let auth_mode = state::auth_mode(src)?;
+        let auth_mode = lifecycle::auth_mode(src)?;
         let keys = keys(src, auth_mode)?;
-        let accounts = accounts::from_source(src)?;
+        let accounts = accounts::from_vars(src)?;
         let reasoning_format = if bool_or(src, "OUTPUT_THINK", true)? {
             choice_or(
                 src,
@@ -252,7 +252,7 @@ impl Config {
             cache_ttl: seconds_or(src, "MODELS_CACHE_TTL", 3600.0)?,
             aliases: aliases(src)?,
         };
-        let pacing = state::pacing(src)?;
+        let pacing = lifecycle::pacing(src)?;
         let pool = PoolConfig {
             retry_count: uint_or(src, "RETRY_COUNT", 3usize, 1)?,
             rate_limit_cooldown: seconds_or(src, "RATE_LIMIT_COOLDOWN_SECONDS", 600.0)?,
@@ -282,9 +282,9 @@ impl Config {
             models,
             pool,
             auth_mode,
-            store: state::store(src)?,
-            lifecycle: state::lifecycle(src)?,
-            env_file: state::env_file(src),
+            store: lifecycle::store(src)?,
+            lifecycle: lifecycle::lifecycle(src)?,
+            env_file: lifecycle::env_file(src),
             server: server::server(src)?,
             media: media::media(src)?,
             log_level: log_level.to_ascii_lowercase(),
@@ -292,7 +292,7 @@ impl Config {
     }
 
     /// Variables that are set but have no effect in this version.
-    pub fn unsupported_vars(src: &dyn Source) -> Vec<&'static str> {
+    pub fn unsupported_vars(src: &dyn Vars) -> Vec<&'static str> {
         NOT_YET_SUPPORTED
             .iter()
             .copied()
@@ -301,7 +301,7 @@ impl Config {
     }
 }
 
-fn listen_addr(src: &dyn Source) -> Result<SocketAddr, ConfigError> {
+fn listen_addr(src: &dyn Vars) -> Result<SocketAddr, ConfigError> {
     let port = uint_or(src, "SERVICE_PORT", 3000u16, 0)?;
     let host = src
         .get("LISTEN_ADDRESS")
@@ -319,7 +319,7 @@ fn listen_addr(src: &dyn Source) -> Result<SocketAddr, ConfigError> {
     Ok(SocketAddr::new(ip, port))
 }
 
-fn keys(src: &dyn Source, mode: AuthMode) -> Result<KeysConfig, ConfigError> {
+fn keys(src: &dyn Vars, mode: AuthMode) -> Result<KeysConfig, ConfigError> {
     let api_keys: Vec<Secret> = src
         .get("API_KEY")
         .map(|v| parse::list(&v).into_iter().map(Secret::new).collect())
@@ -341,7 +341,7 @@ fn keys(src: &dyn Source, mode: AuthMode) -> Result<KeysConfig, ConfigError> {
     })
 }
 
-fn upstream(src: &dyn Source) -> Result<UpstreamConfig, ConfigError> {
+fn upstream(src: &dyn Vars) -> Result<UpstreamConfig, ConfigError> {
     let (var, base) = src
         .first(&["QWEN_BASE_URL", "QWEN_CHAT_PROXY_URL"])
         .unwrap_or(("QWEN_BASE_URL", DEFAULT_BASE_URL.to_owned()));
@@ -379,7 +379,7 @@ fn upstream(src: &dyn Source) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-fn extra_headers(src: &dyn Source) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
+fn extra_headers(src: &dyn Vars) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
     const VAR: &str = "QWEN_EXTRA_HEADERS";
     const FORM: &str =
         r#"a JSON object of header names to strings or null, e.g. {"bx-ua":"…","bx-v":null}"#;
@@ -404,7 +404,7 @@ fn extra_headers(src: &dyn Source) -> Result<Vec<(HeaderName, Option<HeaderValue
         .collect()
 }
 
-fn aliases(src: &dyn Source) -> Result<BTreeMap<String, String>, ConfigError> {
+fn aliases(src: &dyn Vars) -> Result<BTreeMap<String, String>, ConfigError> {
     let Some(raw) = src.get("MODEL_ALIASES") else {
         return Ok(BTreeMap::new());
     };
@@ -432,7 +432,7 @@ fn aliases(src: &dyn Source) -> Result<BTreeMap<String, String>, ConfigError> {
 mod tests {
     use super::*;
 
-    pub fn src(pairs: &[(&str, &str)]) -> impl Source + use<> {
+    pub fn src(pairs: &[(&str, &str)]) -> impl Vars + use<> {
         let owned: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -447,7 +447,7 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_node_project() {
-        let c = Config::from_source(&src(&[("API_KEY", "sk-1,sk-2")])).unwrap();
+        let c = Config::from_vars(&src(&[("API_KEY", "sk-1,sk-2")])).unwrap();
         assert_eq!(c.listen, "0.0.0.0:3000".parse().unwrap());
         assert_eq!(c.upstream.base_url.as_str(), "https://chat.qwen.ai/");
         assert_eq!(c.output.reasoning_format, ReasoningFormat::Field);
@@ -462,26 +462,26 @@ mod tests {
 
     #[test]
     fn worker_threads_default_to_one_per_core() {
-        let c = Config::from_source(&src(&[("API_KEY", "k")])).unwrap();
+        let c = Config::from_vars(&src(&[("API_KEY", "k")])).unwrap();
         assert_eq!(c.server.worker_threads, None);
-        let c = Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "0")])).unwrap();
+        let c = Config::from_vars(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "0")])).unwrap();
         assert_eq!(c.server.worker_threads, None);
-        let c = Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "1")])).unwrap();
+        let c = Config::from_vars(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "1")])).unwrap();
         assert_eq!(c.server.worker_threads, Some(1));
         let err =
-            Config::from_source(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "x")])).unwrap_err();
+            Config::from_vars(&src(&[("API_KEY", "k"), ("WORKER_THREADS", "x")])).unwrap_err();
         assert_eq!(err.var, "WORKER_THREADS");
     }
 
     #[test]
     fn no_key_refuses_to_start() {
-        let err = Config::from_source(&src(&[])).unwrap_err();
+        let err = Config::from_vars(&src(&[])).unwrap_err();
         assert_eq!(err.var, "API_KEY");
     }
 
     #[test]
     fn aliases_from_the_node_project_are_accepted() {
-        let c = Config::from_source(&src(&[
+        let c = Config::from_vars(&src(&[
             ("API_KEY", "k"),
             ("QWEN_CHAT_PROXY_URL", "http://127.0.0.1:9/"),
             ("PROXY_URL", "socks5://127.0.0.1:1080"),
@@ -509,14 +509,14 @@ mod tests {
             ("QWEN_BASE_URL", "chat.qwen.ai"),
             ("LOG_LEVEL", "loud=[[["),
         ] {
-            let err = Config::from_source(&src(&[("API_KEY", "k"), (var, value)])).unwrap_err();
+            let err = Config::from_vars(&src(&[("API_KEY", "k"), (var, value)])).unwrap_err();
             assert_eq!(err.var, var, "{err}");
         }
     }
 
     #[test]
     fn extra_headers_can_remove_defaults_and_are_not_echoed() {
-        let c = Config::from_source(&src(&[
+        let c = Config::from_vars(&src(&[
             ("API_KEY", "k"),
             ("QWEN_EXTRA_HEADERS", r#"{"BX-UA":"abc","bx-v":null}"#),
         ]))
@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(c.upstream.extra_headers.len(), 2);
         assert_eq!(c.upstream.extra_headers[0].0.as_str(), "bx-ua");
         assert!(c.upstream.extra_headers[1].1.is_none());
-        let err = Config::from_source(&src(&[("API_KEY", "k"), ("QWEN_EXTRA_HEADERS", "{secret")]))
+        let err = Config::from_vars(&src(&[("API_KEY", "k"), ("QWEN_EXTRA_HEADERS", "{secret")]))
             .unwrap_err()
             .to_string();
         assert!(!err.contains("secret"), "{err}");

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use super::ConfigError;
 
-/// Where configuration values come from: the process environment, or a map in tests.
-pub trait Source {
+/// The variables configuration is read from: the process environment, or a map in tests.
+pub trait Vars {
     /// The value of `name`, with surrounding white space and one pair of matching quotes
     /// removed; `None` when unset or empty.
     fn get(&self, name: &str) -> Option<String>;
@@ -16,7 +16,7 @@ pub trait Source {
     }
 }
 
-impl<F> Source for F
+impl<F> Vars for F
 where
     F: Fn(&str) -> Option<String>,
 {
@@ -33,10 +33,10 @@ where
 /// with its quotes. A value holding its quote character inside as well is left as it is.
 pub fn unquote(v: &str) -> &str {
     for q in ['"', '\''] {
-        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
-            if !inner.contains(q) {
-                return inner;
-            }
+        if let Some(inner) = v.strip_prefix(q).and_then(|r| r.strip_suffix(q))
+            && !inner.contains(q)
+        {
+            return inner;
         }
     }
     v
@@ -54,13 +54,13 @@ pub fn parse_bool(var: &'static str, value: &str) -> Result<bool, ConfigError> {
     }
 }
 
-pub fn bool_or(src: &dyn Source, var: &'static str, default: bool) -> Result<bool, ConfigError> {
+pub fn bool_or(src: &dyn Vars, var: &'static str, default: bool) -> Result<bool, ConfigError> {
     src.get(var).map_or(Ok(default), |v| parse_bool(var, &v))
 }
 
 /// Seconds, possibly with a fraction (`2.5`); never negative.
 pub fn seconds_or(
-    src: &dyn Source,
+    src: &dyn Vars,
     var: &'static str,
     default: f64,
 ) -> Result<Duration, ConfigError> {
@@ -79,7 +79,7 @@ pub fn seconds_or(
 
 /// Like [`seconds_or`], but zero is refused (an interval or a timeout of 0 would never fire sensibly).
 pub fn positive_seconds_or(
-    src: &dyn Source,
+    src: &dyn Vars,
     var: &'static str,
     default: f64,
 ) -> Result<Duration, ConfigError> {
@@ -94,7 +94,7 @@ pub fn positive_seconds_or(
     Ok(d)
 }
 
-pub fn uint_or<T>(src: &dyn Source, var: &'static str, default: T, min: T) -> Result<T, ConfigError>
+pub fn uint_or<T>(src: &dyn Vars, var: &'static str, default: T, min: T) -> Result<T, ConfigError>
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
@@ -122,7 +122,7 @@ pub fn lookup<T: Copy>(choices: &[(&str, T)], value: &str) -> Option<T> {
 
 /// One of a fixed set of words, compared without regard to case.
 pub fn choice_or<T: Copy>(
-    src: &dyn Source,
+    src: &dyn Vars,
     var: &'static str,
     choices: &[(&str, T)],
     default: T,
@@ -150,7 +150,7 @@ pub fn list(value: &str) -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn src(pairs: &'static [(&'static str, &'static str)]) -> impl Source {
+    fn src(pairs: &'static [(&'static str, &'static str)]) -> impl Vars {
         move |name: &str| {
             pairs
                 .iter()

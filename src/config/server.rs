@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::header::HeaderValue;
 
 use super::parse::{seconds_or, uint_or};
-use super::{ConfigError, Source};
+use super::{ConfigError, Vars};
 
 /// Which browser origins may call `/v1` (the admin API never gets CORS headers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub struct ServerConfig {
     pub worker_threads: Option<usize>,
 }
 
-pub fn server(src: &dyn Source) -> Result<ServerConfig, ConfigError> {
+pub fn server(src: &dyn Vars) -> Result<ServerConfig, ConfigError> {
     let mb = uint_or(src, "MAX_BODY_MB", 64usize, 1)?;
     Ok(ServerConfig {
         max_concurrent: uint_or(src, "MAX_CONCURRENT_REQUESTS", 0usize, 0)?,
@@ -58,7 +58,7 @@ pub fn server(src: &dyn Source) -> Result<ServerConfig, ConfigError> {
     })
 }
 
-fn cors(src: &dyn Source) -> Result<CorsOrigins, ConfigError> {
+fn cors(src: &dyn Vars) -> Result<CorsOrigins, ConfigError> {
     let Some(raw) = src.get("CORS_ALLOW_ORIGINS") else {
         return Ok(CorsOrigins::Any);
     };

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::datauri::{self, DataUriError};
 use super::fetch::{FetchError, RemoteFetcher};
-use super::files::FileStore;
+use super::file_store::FileStore;
 use super::{MediaKind, kind};
 use crate::conversation::{Blob, InvalidRequest, Media, MediaSource};
 use crate::openai::{ContentPart, MediaAt, Message, MessageContent, Role};
@@ -62,75 +62,12 @@ impl MediaInput<'_> {
                 (Some(MediaKind::Video), url_field(video_url, param)?, None)
             }
             ContentPart::InputAudio { input_audio } => {
-                let data = input_audio
-                    .get("data")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        InvalidRequest::new(
-                            "input_audio needs `data` (base64)",
-                            param,
-                            "invalid_value",
-                        )
-                    })?;
-                let format = input_audio
-                    .get("format")
-                    .and_then(Value::as_str)
-                    .unwrap_or("wav")
-                    .to_ascii_lowercase();
-                let mime = match format.as_str() {
-                    "mp3" | "mpeg" => "audio/mpeg",
-                    "wav" => "audio/wav",
-                    "ogg" => "audio/ogg",
-                    "m4a" | "mp4" => "audio/mp4",
-                    "flac" => "audio/flac",
-                    "webm" => "audio/webm",
-                    other => {
-                        return Err(InvalidRequest::new(
-                            format!("input_audio format {other:?} is not supported"),
-                            param,
-                            "unsupported_media_type",
-                        ));
-                    }
-                };
-                let decoded = datauri::parse_bare_base64(data, self.max_bytes)
-                    .map_err(|e| data_error(&e, param, self.max_bytes))?;
-                let blob = Blob::new(Bytes::from(decoded.bytes), mime, format!("audio.{format}"));
-                return Ok(Some(Media {
-                    kind: MediaKind::Audio,
-                    source: MediaSource::Blob(Arc::new(blob)),
-                }));
+                return self.audio(input_audio, param).map(Some);
             }
-            ContentPart::File { file } => {
-                if let Some(id) = file.get("file_id").and_then(Value::as_str) {
-                    let Some((meta, bytes)) = self.files.get(id).await else {
-                        return Err(InvalidRequest::new(
-                            format!("no file with id {id:?}; upload it with POST /v1/files first"),
-                            param,
-                            "file_not_found",
-                        ));
-                    };
-                    let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
-                    return Ok(Some(Media {
-                        kind: MediaKind::from_mime(&meta.mime),
-                        source: MediaSource::Blob(Arc::new(blob)),
-                    }));
-                }
-                let data = file
-                    .get("file_data")
-                    .and_then(Value::as_str)
-                    .ok_or_else(|| {
-                        InvalidRequest::new(
-                            "a file part needs `file_id` or `file_data`",
-                            param,
-                            "invalid_value",
-                        )
-                    })?;
-                let name = file
-                    .get("filename")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
-                (None, data.to_owned(), name)
-            }
+            ContentPart::File { file } => match self.file(file, param).await? {
+                FileInput::Stored(media) => return Ok(Some(media)),
+                FileInput::Data { data, filename } => (None, data, filename),
+            },
         };
         let attachment = if url.starts_with("data:") {
             let d = datauri::parse(&url, self.max_bytes)
@@ -176,6 +113,91 @@ impl MediaInput<'_> {
     }
 }
 
+impl MediaInput<'_> {
+    /// An `input_audio` part: base64 `data` and a `format` (wav when absent).
+    fn audio(&self, input_audio: &Value, param: &str) -> Result<Media, InvalidRequest> {
+        let data = input_audio
+            .get("data")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                InvalidRequest::new("input_audio needs `data` (base64)", param, "invalid_value")
+            })?;
+        let format = input_audio
+            .get("format")
+            .and_then(Value::as_str)
+            .unwrap_or("wav")
+            .to_ascii_lowercase();
+        let mime = match format.as_str() {
+            "mp3" | "mpeg" => "audio/mpeg",
+            "wav" => "audio/wav",
+            "ogg" => "audio/ogg",
+            "m4a" | "mp4" => "audio/mp4",
+            "flac" => "audio/flac",
+            "webm" => "audio/webm",
+            other => {
+                return Err(InvalidRequest::new(
+                    format!("input_audio format {other:?} is not supported"),
+                    param,
+                    "unsupported_media_type",
+                ));
+            }
+        };
+        let decoded = datauri::parse_bare_base64(data, self.max_bytes)
+            .map_err(|e| data_error(&e, param, self.max_bytes))?;
+        let blob = Blob::new(Bytes::from(decoded.bytes), mime, format!("audio.{format}"));
+        Ok(Media {
+            kind: MediaKind::Audio,
+            source: MediaSource::Blob(Arc::new(blob)),
+        })
+    }
+
+    /// A `file` part: a `file_id` from `POST /v1/files`, or inline `file_data` (with an
+    /// optional `filename`) read like any other media URL.
+    async fn file(&self, file: &Value, param: &str) -> Result<FileInput, InvalidRequest> {
+        if let Some(id) = file.get("file_id").and_then(Value::as_str) {
+            let Some((meta, bytes)) = self.files.get(id).await else {
+                return Err(InvalidRequest::new(
+                    format!("no file with id {id:?}; upload it with POST /v1/files first"),
+                    param,
+                    "file_not_found",
+                ));
+            };
+            let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
+            return Ok(FileInput::Stored(Media {
+                kind: MediaKind::from_mime(&meta.mime),
+                source: MediaSource::Blob(Arc::new(blob)),
+            }));
+        }
+        let data = file
+            .get("file_data")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                InvalidRequest::new(
+                    "a file part needs `file_id` or `file_data`",
+                    param,
+                    "invalid_value",
+                )
+            })?;
+        let filename = file
+            .get("filename")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        Ok(FileInput::Data {
+            data: data.to_owned(),
+            filename,
+        })
+    }
+}
+
+/// What a `file` part names: a file uploaded before, or data still to read.
+enum FileInput {
+    Stored(Media),
+    Data {
+        data: String,
+        filename: Option<String>,
+    },
+}
+
 /// Checks the type against the part and names the file.
 fn blob_attachment(
     bytes: Bytes,
@@ -185,14 +207,14 @@ fn blob_attachment(
     param: &str,
 ) -> Result<Media, InvalidRequest> {
     let kind = MediaKind::from_mime(&mime);
-    if let Some(want) = want {
-        if kind != want {
-            return Err(InvalidRequest::new(
-                format!("{mime} is not {}", kind_name(want)),
-                param,
-                "unsupported_media_type",
-            ));
-        }
+    if let Some(want) = want
+        && kind != want
+    {
+        return Err(InvalidRequest::new(
+            format!("{mime} is not {}", kind_name(want)),
+            param,
+            "unsupported_media_type",
+        ));
     }
     if bytes.is_empty() {
         return Err(InvalidRequest::new(

@@ -4,7 +4,7 @@
 
 pub mod datauri;
 pub mod fetch;
-pub mod files;
+pub mod file_store;
 pub mod input;
 pub mod jobs;
 pub mod kind;

@@ -49,29 +49,29 @@ pub fn check_request(
             "invalid_value",
         ));
     }
-    if let Some(t) = req.chat_type.as_deref() {
-        if ChatType::parse(t).is_none() {
-            return Err(InvalidRequest::new(
-                format!(
-                    "chat_type {t:?} is not supported; use one of t2t, search, t2i, image_edit, t2v"
-                ),
-                "chat_type",
-                "invalid_value",
-            ));
-        }
+    if let Some(t) = req.chat_type.as_deref()
+        && ChatType::parse(t).is_none()
+    {
+        return Err(InvalidRequest::new(
+            format!(
+                "chat_type {t:?} is not supported; use one of t2t, search, t2i, image_edit, t2v"
+            ),
+            "chat_type",
+            "invalid_value",
+        ));
     }
     if let Some(size) = req.size.as_deref() {
         crate::media::size::ratio_for_size(size).map_err(|_| InvalidRequest::bad_size(size))?;
     }
     for (i, m) in req.messages.iter().enumerate() {
-        if let Some(MessageContent::Parts(parts)) = &m.content {
-            if let Some(j) = parts.iter().position(|p| matches!(p, ContentPart::Unknown)) {
-                return Err(InvalidRequest::new(
-                    "unknown content part type; use text, image_url, input_audio, video_url or file",
-                    format!("messages[{i}].content[{j}]"),
-                    "unsupported_content",
-                ));
-            }
+        if let Some(MessageContent::Parts(parts)) = &m.content
+            && let Some(j) = parts.iter().position(|p| matches!(p, ContentPart::Unknown))
+        {
+            return Err(InvalidRequest::new(
+                "unknown content part type; use text, image_url, input_audio, video_url or file",
+                format!("messages[{i}].content[{j}]"),
+                "unsupported_content",
+            ));
         }
     }
     let tools = req.tools.as_deref().unwrap_or_default();
@@ -84,14 +84,14 @@ pub fn check_request(
             ));
         }
     }
-    if let ToolChoice::Named(name) = tool_choice(req.tool_choice.as_ref()) {
-        if !tools.iter().filter_map(tool).any(|t| t.name == name) {
-            return Err(InvalidRequest::new(
-                format!("tool_choice names the function {name:?}, which is not in tools"),
-                "tool_choice",
-                "invalid_value",
-            ));
-        }
+    if let ToolChoice::Named(name) = tool_choice(req.tool_choice.as_ref())
+        && !tools.iter().filter_map(tool).any(|t| t.name == name)
+    {
+        return Err(InvalidRequest::new(
+            format!("tool_choice names the function {name:?}, which is not in tools"),
+            "tool_choice",
+            "invalid_value",
+        ));
     }
     Ok(())
 }

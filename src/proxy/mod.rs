@@ -4,6 +4,7 @@
 //! visible event (or sends a keep-alive once the upstream is slow), an answer that ends with
 //! nothing is an error, and failover happens only before the first visible byte.
 
+pub mod catalog;
 pub mod prewarm;
 #[cfg(test)]
 mod tests;
@@ -19,16 +20,16 @@ use tokio::time::Instant;
 
 use self::prewarm::ChatPrewarm;
 use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
-use crate::catalog::{Catalog, Resolved, Snapshot};
 use crate::config::{MediaConfig, Secret};
 use crate::conversation::{
     self, AnswerEvent, ChatType, Feature, Finish, InvalidRequest, TokenUsage,
 };
+use crate::keys::usage::UsageRecorder;
 use crate::media::Uploader;
 use crate::tools::answer::Reading;
-use crate::upstream::{Credentials, TaskState, Upstream, UpstreamError};
+use crate::upstream::{Credentials, ResolvedModel, TaskState, Upstream, UpstreamError};
 pub use crate::upstream::{StsToken, Turn, Uploaded};
-use crate::usage::UsageRecorder;
+use catalog::{Catalog, KnownModels};
 
 /// How the client takes the answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +181,7 @@ impl Proxy {
     }
 
     /// The model list, fetched with the first usable account when the cache is stale.
-    pub async fn models(&self) -> Arc<Snapshot> {
+    pub async fn models(&self) -> Arc<KnownModels> {
         let creds = self.pool().first_usable().map(|a| a.credentials());
         self.catalog
             .snapshot(creds.is_some(), || async {
@@ -190,7 +191,7 @@ impl Proxy {
     }
 
     /// The model a client named, as the catalog resolves it.
-    pub async fn resolve(&self, model: &str) -> Result<Resolved, PrepareError> {
+    pub async fn resolve(&self, model: &str) -> Result<ResolvedModel, PrepareError> {
         let snap = self.models().await;
         self.catalog
             .resolve(&snap, model)
@@ -201,7 +202,7 @@ impl Proxy {
     pub fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, PrepareError> {
         self.upstream
             .prepare(req, model)
@@ -316,6 +317,11 @@ impl Proxy {
     /// on (invisible ones before it are held back), and a later failure is `MidStream`. Whole:
     /// the answer is collected first, so a failure anywhere may still fail over.
     /// `reading`: how the answer is read for tool calls, when tools are offered.
+    #[expect(
+        clippy::too_many_lines,
+        reason = "the failover loop is one state machine inside `stream!`: its yields and \
+                  `continue 'accounts` / `continue 'chat` cannot move into helpers"
+    )]
     fn attempts(
         self: &Arc<Self>,
         req: Turn,

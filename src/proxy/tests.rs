@@ -5,16 +5,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use super::catalog::Catalog;
 use super::{Answer, Delivery, Proxy, ProxyError, RunContext, Streamed};
 use crate::accounts::AccountManager;
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::conversation::{AnswerEvent, Finish};
+use crate::keys::usage::UsageRecorder;
 use crate::media::Uploader;
 use crate::store::{Store, memory::MemoryStore};
 use crate::upstream::scripted::{Script, Scripted};
 use crate::upstream::{Turn, Upstream, UpstreamError};
-use crate::usage::UsageRecorder;
 
 const A: &str = "a@test.local";
 const B: &str = "b@test.local";
@@ -22,7 +22,7 @@ const B: &str = "b@test.local";
 /// A proxy over accounts `A` and `B` (tried in that order) on `up`.
 async fn proxy(up: &Arc<Scripted>) -> Arc<Proxy> {
     let accounts = format!("{A}:pw-a,{B}:pw-b");
-    let cfg = Config::from_source(&move |name: &str| match name {
+    let cfg = Config::from_vars(&move |name: &str| match name {
         "ACCOUNTS" => Some(accounts.clone()),
         "API_KEY" => Some("sk-test".to_owned()),
         _ => None,

@@ -51,11 +51,11 @@ impl Proxy {
             let round = this.attempts(next, delivery, ctx, Some(last.clone()));
             futures::pin_mut!(round);
             while let Some(item) = round.next().await {
-                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
-                    if last.verdict().shortfall == Some(Shortfall::NoCall) {
-                        yield Err(ProxyError::ToolCallMissing);
-                        return;
-                    }
+                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item
+                    && last.verdict().shortfall == Some(Shortfall::NoCall)
+                {
+                    yield Err(ProxyError::ToolCallMissing);
+                    return;
                 }
                 yield item;
             }

@@ -13,7 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::accounts::ReloadReport;
 use crate::config::{Config, ConfigError};
-use crate::state::AppState;
+use crate::server::AppState;
 
 /// The variables a reload applies; any other change needs a restart.
 const HOT: &[&str] = &[
@@ -170,7 +170,7 @@ impl Reloader {
     ) -> Result<(Config, Vec<String>), ReloadError> {
         let vars = self.merged(file);
         let lookup = |name: &str| vars.get(name).cloned();
-        let config = Config::from_source(&lookup)?;
+        let config = Config::from_vars(&lookup)?;
         let mut applied = self.applied.lock().unwrap_or_else(PoisonError::into_inner);
         let mut changed: Vec<String> = applied
             .keys()
@@ -217,12 +217,11 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
         .await
         .map_err(|e| ReloadError::Apply(e.to_string()))?;
     for id in report.added.iter().chain(report.updated.iter()) {
-        if let Some(a) = manager.pool().get(id) {
-            if a.kind == crate::store::CredentialKind::Password
-                && a.credentials().token.expose().is_empty()
-            {
-                let _ = manager.sign_in(&a).await;
-            }
+        if let Some(a) = manager.pool().get(id)
+            && a.kind == crate::store::CredentialKind::Password
+            && a.credentials().token.expose().is_empty()
+        {
+            let _ = manager.sign_in(&a).await;
         }
     }
     let restart_required: Vec<String> = changed

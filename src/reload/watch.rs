@@ -11,14 +11,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::{file_changed, reload};
-use crate::state::AppState;
+use crate::server::AppState;
 
 /// Editors write in several steps: a reload waits this long after the first event of a burst.
 const SETTLE: Duration = Duration::from_millis(300);
 
 /// Watching stops when this is dropped.
 pub struct Watch {
-    _source: source::Source,
+    _notifier: notifier::Notifier,
     applier: JoinHandle<()>,
 }
 
@@ -40,11 +40,11 @@ pub fn watch(state: &AppState) -> Option<Watch> {
         _ => PathBuf::from("."),
     };
     let (tx, rx) = mpsc::unbounded_channel::<()>();
-    let source = source::Source::start(&dir, name, tx)?;
+    let notifier = notifier::Notifier::start(&dir, name, tx)?;
     let applier = tokio::spawn(apply_changes(state.clone(), rx));
     tracing::info!(file = %file.display(), "watching the configuration file");
     Some(Watch {
-        _source: source,
+        _notifier: notifier,
         applier,
     })
 }
@@ -71,7 +71,7 @@ fn concerns(changed: Option<&std::ffi::OsStr>, name: &OsString) -> bool {
     changed == Some(name.as_os_str())
 }
 
-mod source {
+mod notifier {
     use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
     use notify::{Event, Watcher};
 
@@ -79,11 +79,11 @@ mod source {
 
     /// notify's own watcher (inotify, kqueue, FSEvents, ReadDirectoryChangesW) on the folder;
     /// it stops when dropped.
-    pub struct Source {
+    pub struct Notifier {
         _watcher: notify::RecommendedWatcher,
     }
 
-    impl Source {
+    impl Notifier {
         pub fn start(dir: &Path, name: OsString, tx: mpsc::UnboundedSender<()>) -> Option<Self> {
             let mut watcher =
                 notify::recommended_watcher(move |res: notify::Result<Event>| match res {
@@ -132,7 +132,7 @@ mod tests {
 
     use tokio::sync::mpsc;
 
-    use super::source::Source;
+    use super::notifier::Notifier;
 
     /// Waits up to `limit` for a wake-up.
     async fn woke(rx: &mut mpsc::UnboundedReceiver<()>, limit: Duration) -> bool {
@@ -145,7 +145,7 @@ mod tests {
         std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
         let mut log = std::fs::File::create(dir.path().join("qwen2api.log")).unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
+        let _notifier = Notifier::start(dir.path(), ".env".into(), tx).unwrap();
 
         for i in 0..100 {
             writeln!(log, "line {i}").unwrap();
@@ -165,7 +165,7 @@ mod tests {
     async fn a_file_moved_into_place_is_seen() {
         let dir = tempfile::tempdir().unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
+        let _notifier = Notifier::start(dir.path(), ".env".into(), tx).unwrap();
         let tmp = tempfile::NamedTempFile::new_in(dir.path()).unwrap();
         std::fs::write(tmp.path(), "A=3\n").unwrap();
         assert!(!woke(&mut rx, Duration::from_millis(300)).await);
@@ -178,7 +178,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(".env"), "A=1\n").unwrap();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let _source = Source::start(dir.path(), ".env".into(), tx).unwrap();
+        let _notifier = Notifier::start(dir.path(), ".env".into(), tx).unwrap();
         std::fs::remove_file(dir.path().join(".env")).unwrap();
         assert!(woke(&mut rx, Duration::from_secs(5)).await, "the deletion");
     }

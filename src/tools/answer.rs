@@ -11,7 +11,7 @@ use futures::StreamExt;
 use super::parse::{Parser, Piece};
 use super::plan::{Choice, Plan};
 use crate::conversation::{AnswerEvent, Finish, TokenUsage};
-use crate::upstream::AnswerStream;
+use crate::upstream::EventStream;
 
 /// Why an answer to a turn with tools gets one corrective round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,7 +245,7 @@ fn call_id() -> String {
 }
 
 /// `events` read for calls as `reading` says.
-pub fn read_calls(reading: Reading, events: AnswerStream) -> AnswerStream {
+pub fn read_calls(reading: Reading, events: EventStream) -> EventStream {
     let mut reader = Reader::new(reading);
     Box::pin(events.flat_map(move |item| {
         let out: Vec<_> = match item {

@@ -8,11 +8,9 @@ use serde_json::{Map, Value};
 pub fn check(schema: &Value, strict: bool, args: &mut Map<String, Value>) -> Result<(), String> {
     coerce(schema, args);
     let mut schema = schema.clone();
-    if strict {
-        if let Value::Object(s) = &mut schema {
-            s.entry("additionalProperties")
-                .or_insert(Value::Bool(false));
-        }
+    if strict && let Value::Object(s) = &mut schema {
+        s.entry("additionalProperties")
+            .or_insert(Value::Bool(false));
     }
     let validator = match jsonschema::validator_for(&schema) {
         Ok(v) => v,
@@ -57,10 +55,10 @@ fn coerce(schema: &Value, args: &mut Map<String, Value>) {
         let Some(ty) = prop.get("type").and_then(Value::as_str) else {
             continue;
         };
-        if let Value::String(s) = &*value {
-            if let Some(v) = converted(ty, s.trim()) {
-                *value = v;
-            }
+        if let Value::String(s) = &*value
+            && let Some(v) = converted(ty, s.trim())
+        {
+            *value = v;
         }
         if let (Value::Object(inner), "object") = (&mut *value, ty) {
             coerce(prop, inner);

@@ -42,6 +42,17 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// Why a sign-in failed, for logs: an auth failure there is a refused e-mail or password
+    /// (the error's own wording speaks of tokens).
+    pub fn sign_in_failure(&self) -> String {
+        match self {
+            UpstreamError::Auth(detail) => {
+                format!("the e-mail or password was refused ({detail})")
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// Whether another account (or a new chat) may succeed where this one failed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    AnswerStream, ChatHabits, Credentials, StsToken, TaskState, Turn, Uploaded, Upstream,
+    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Uploaded, Upstream,
     UpstreamError, UpstreamModel,
 };
-use crate::catalog::Resolved;
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, Finish, InvalidRequest, MediaKind, TokenUsage};
+use crate::upstream::ResolvedModel;
 
 /// What one completion does.
 #[derive(Clone, Debug)]
@@ -99,7 +99,7 @@ impl Upstream for Scripted {
     fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest> {
         super::qwen::prepare(req, model, 0)
     }
@@ -156,7 +156,7 @@ impl Upstream for Scripted {
         _turn: &Turn,
         _chat_id: &str,
         _uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError> {
+    ) -> Result<EventStream, UpstreamError> {
         self.record("complete", Some(creds));
         let next = self
             .scripts

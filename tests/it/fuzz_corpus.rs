@@ -24,6 +24,6 @@ fn request_corpus() {
 }
 
 #[test]
-fn sse_corpus() {
-    assert!(replay("sse", qwen2api::fuzzing::sse) >= 3);
+fn upstream_sse_corpus() {
+    assert!(replay("upstream_sse", qwen2api::fuzzing::upstream_sse) >= 3);
 }

@@ -198,9 +198,9 @@ async fn admin_listener_keeps_the_admin_api_off_the_main_port() {
     assert_eq!(on_main.status(), 404);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(qwen2api::app::serve_app(
+    tokio::spawn(qwen2api::server::serve_app(
         listener,
-        qwen2api::app::admin_router(app.state.clone()),
+        qwen2api::server::admin_router(app.state.clone()),
         std::future::pending(),
     ));
     let health: Value = app

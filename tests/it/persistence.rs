@@ -639,10 +639,10 @@ impl Binary {
             if self.child.try_wait().unwrap().is_some() {
                 return false;
             }
-            if let Ok(r) = http.get(self.url("/health")).send().await {
-                if r.status().is_success() {
-                    return true;
-                }
+            if let Ok(r) = http.get(self.url("/health")).send().await
+                && r.status().is_success()
+            {
+                return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

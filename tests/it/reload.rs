@@ -140,7 +140,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(qwen2api::app::serve(listener, state, async {
+        tokio::spawn(qwen2api::server::serve(listener, state, async {
             let _ = rx.await;
         }));
         Server {

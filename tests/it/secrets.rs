@@ -9,6 +9,10 @@ use common::fake_qwen::{FakeQwen, Reply};
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario touching every secret, then one scan of the log"
+)]
 async fn a_full_scenario_at_trace_level_logs_no_secret() {
     let fake = FakeQwen::start().await;
     fake.add_user("alice@example.com", "pw-Sup3rSecret!");

@@ -251,10 +251,10 @@ fn ensure_success(answer: &Value) -> Result<(), UpstreamError> {
 fn find_task_id(v: &Value) -> Option<String> {
     match v {
         Value::Object(map) => {
-            if let Some(Value::String(id)) = map.get("task_id") {
-                if !id.is_empty() {
-                    return Some(id.clone());
-                }
+            if let Some(Value::String(id)) = map.get("task_id")
+                && !id.is_empty()
+            {
+                return Some(id.clone());
             }
             map.values().find_map(find_task_id)
         }

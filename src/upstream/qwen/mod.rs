@@ -63,7 +63,7 @@ pub struct QwenClient {
     headers: headers::Template,
     /// One pooled HTTP client per serving loop and outbound proxy (`None`: not a serving
     /// loop's thread; the global proxy or none), so that an upstream connection's task runs on
-    /// the loop whose requests use it (see [`crate::event_loop`]).
+    /// the loop whose requests use it (see [`crate::server::event_loop`]).
     clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
     /// Host names resolved to fixed addresses instead of through DNS (tests only).
     resolve: Vec<(String, Vec<SocketAddr>)>,
@@ -94,7 +94,10 @@ impl QwenClient {
     }
 
     fn http(&self, proxy: Option<&str>) -> Result<reqwest::Client, UpstreamError> {
-        let key = (crate::event_loop::current(), proxy.map(str::to_owned));
+        let key = (
+            crate::server::event_loop::current(),
+            proxy.map(str::to_owned),
+        );
         let mut clients = self
             .clients
             .lock()

@@ -4,19 +4,19 @@
 
 use std::sync::Arc;
 
-use crate::catalog::Resolved;
 use crate::conversation::{
     self, Blob, ChatType, InvalidRequest, Media, MediaKind, MediaSource, Message, Part, Role,
 };
 use crate::media::input::last_markdown_image;
 use crate::tools::{Plan, syntax};
+use crate::upstream::ResolvedModel;
 use crate::upstream::Turn;
 
 /// The turn for a conversation and its resolved model. `prompt_file_threshold`: see
 /// [`offload_long_prompt`].
 pub fn prepare(
     req: &conversation::Request,
-    model: &Resolved,
+    model: &ResolvedModel,
     prompt_file_threshold: usize,
 ) -> Result<Turn, InvalidRequest> {
     let (thinking, thinking_budget) = req
@@ -106,10 +106,10 @@ fn image_to_edit(messages: &[Message]) -> Result<Media, InvalidRequest> {
             }
             _ => {
                 for p in &m.parts {
-                    if let Part::Media(media) = p {
-                        if media.kind == MediaKind::Image {
-                            last = Some(media.clone());
-                        }
+                    if let Part::Media(media) = p
+                        && media.kind == MediaKind::Image
+                    {
+                        last = Some(media.clone());
                     }
                 }
             }
@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn image_edit_needs_an_image() {
-        let model = Resolved {
+        let model = ResolvedModel {
             upstream_id: "q".into(),
             thinking: false,
             search: false,
@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn long_prompts_go_as_a_file() {
-        let model = Resolved {
+        let model = ResolvedModel {
             upstream_id: "q".into(),
             thinking: false,
             search: false,

@@ -9,11 +9,11 @@ use super::payload::{self, FileEntry, Uploaded, WireFile};
 use super::stream::{self, DecodeOptions};
 use super::{QwenClient, files};
 use crate::accounts::unix_ms;
-use crate::catalog::Resolved;
 use crate::config::{Secret, StreamMode};
 use crate::conversation::{self, Blob, InvalidRequest, MediaKind, MediaSource};
+use crate::upstream::ResolvedModel;
 use crate::upstream::{
-    AnswerStream, ChatHabits, Credentials, StsToken, TaskState, Turn, Upstream, UpstreamError,
+    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Upstream, UpstreamError,
     UpstreamModel,
 };
 
@@ -62,7 +62,7 @@ impl Upstream for Qwen {
     fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest> {
         super::prepare::prepare(req, model, self.prompt_file_threshold)
     }
@@ -110,7 +110,7 @@ impl Upstream for Qwen {
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError> {
+    ) -> Result<EventStream, UpstreamError> {
         let files = Self::files(turn, uploads);
         let bytes = self.client.complete(creds, turn, chat_id, &files).await?;
         let opts = DecodeOptions {

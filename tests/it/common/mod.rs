@@ -116,9 +116,9 @@ impl TestApp {
         // Served as the binary serves: thread-per-core event loops (two here), each with its
         // own runtime, so upstream connection pools per loop are exercised too.
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let served = tokio::spawn(qwen2api::event_loop::serve(
+        let served = tokio::spawn(qwen2api::server::event_loop::serve(
             listener,
-            qwen2api::app::router(state.clone()),
+            qwen2api::server::router(state.clone()),
             TEST_LOOPS,
             move || {
                 let mut rx = rx.clone();

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use crate::conversation::InvalidRequest;
 use crate::openai::{ErrorBody, ErrorEnvelope};
 use crate::proxy::{PrepareError, ProxyError};
+use crate::telemetry::LoggedError;
 use crate::upstream::UpstreamError;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +35,7 @@ pub enum AppError {
     NotFound(String),
     #[error("{message}")]
     BadRequest { message: String, code: &'static str },
-    #[error("sign-in failed: {}", sign_in_failure(.0))]
+    #[error("sign-in failed: {}", .0.sign_in_failure())]
     SignIn(UpstreamError),
     #[error("storage failed: {0}")]
     Store(String),
@@ -105,6 +106,10 @@ impl Rendered {
 }
 
 impl AppError {
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one arm per variant, matched exhaustively: the whole table in one place"
+    )]
     pub fn render(&self) -> Rendered {
         use StatusCode as S;
         match self {
@@ -383,16 +388,3 @@ impl IntoResponse for AppError {
         resp
     }
 }
-
-/// Why a sign-in failed, for logs: an auth failure there is a refused e-mail or password (the
-/// upstream error's own wording speaks of tokens).
-pub fn sign_in_failure(e: &UpstreamError) -> String {
-    match e {
-        UpstreamError::Auth(detail) => format!("the e-mail or password was refused ({detail})"),
-        other => other.to_string(),
-    }
-}
-
-/// The internal description of an error response, for the request log line.
-#[derive(Clone, Debug)]
-pub struct LoggedError(pub String);

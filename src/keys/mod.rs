@@ -1,5 +1,8 @@
 //! Downstream keys: those configured (`API_KEY`, `ADMIN_KEY`) and those created at runtime
 //! (stored hashed, shown once). Identifies callers in constant time.
+//! `usage` counts what each key (and each account) used.
+
+pub mod usage;
 
 use std::sync::Arc;
 

@@ -1,5 +1,14 @@
-//! The app in one function (`router`), and `serve`, which takes a bound listener and a
-//! shutdown future so that tests and `main` start it the same way.
+//! The server's assembly: the app in one function (`router`), and `serve`, which takes a bound
+//! listener and a shutdown future so that tests and `main` start it the same way; the shared
+//! state, `AppError` (how a request fails, rendered), the event loops that serve connections,
+//! and the response body that holds a guard.
+
+pub mod body;
+pub mod error;
+pub mod event_loop;
+mod state;
+
+pub use state::AppState;
 
 use std::future::Future;
 
@@ -9,7 +18,6 @@ use axum::serve::{Listener, ListenerExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::api;
-use crate::state::AppState;
 
 /// The main listener's app: the client API, plus the admin API unless `ADMIN_LISTEN_ADDRESS`
 /// gives it a listener of its own.

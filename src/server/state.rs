@@ -4,19 +4,19 @@
 use std::sync::Arc;
 
 use crate::accounts::AccountManager;
-use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::keys::usage::UsageRecorder;
 use crate::media::fetch::RemoteFetcher;
-use crate::media::files::FileStore;
+use crate::media::file_store::FileStore;
 use crate::media::input::MediaInput;
 use crate::media::jobs::VideoJobs;
 use crate::proxy::Proxy;
+use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
 use crate::upstream::Upstream;
 use crate::upstream::qwen::{Qwen, QwenClient};
-use crate::usage::UsageRecorder;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileMeta {
+pub struct FileRecord {
     pub id: String,
     pub filename: String,
     pub bytes: u64,
@@ -22,7 +22,7 @@ pub struct FileMeta {
 
 pub struct FileStore {
     dir: Option<PathBuf>,
-    memory: Mutex<HashMap<String, (FileMeta, Bytes)>>,
+    memory: Mutex<HashMap<String, (FileRecord, Bytes)>>,
 }
 
 impl FileStore {
@@ -40,8 +40,8 @@ impl FileStore {
         mime: &str,
         purpose: &str,
         bytes: Bytes,
-    ) -> std::io::Result<FileMeta> {
-        let meta = FileMeta {
+    ) -> std::io::Result<FileRecord> {
+        let meta = FileRecord {
             id: format!("file-{}", uuid::Uuid::new_v4().simple()),
             filename: filename.to_owned(),
             bytes: bytes.len() as u64,
@@ -66,7 +66,7 @@ impl FileStore {
         Ok(meta)
     }
 
-    pub async fn meta(&self, id: &str) -> Option<FileMeta> {
+    pub async fn meta(&self, id: &str) -> Option<FileRecord> {
         if !valid_id(id) {
             return None;
         }
@@ -79,7 +79,7 @@ impl FileStore {
         }
     }
 
-    pub async fn get(&self, id: &str) -> Option<(FileMeta, Bytes)> {
+    pub async fn get(&self, id: &str) -> Option<(FileRecord, Bytes)> {
         let meta = self.meta(id).await?;
         match &self.dir {
             None => self.lock().get(id).map(|(m, b)| (m.clone(), b.clone())),
@@ -107,18 +107,18 @@ impl FileStore {
     }
 
     /// Every file, newest first.
-    pub async fn list(&self) -> Vec<FileMeta> {
-        let mut out: Vec<FileMeta> = match &self.dir {
+    pub async fn list(&self) -> Vec<FileRecord> {
+        let mut out: Vec<FileRecord> = match &self.dir {
             None => self.lock().values().map(|(m, _)| m.clone()).collect(),
             Some(dir) => {
                 let mut out = Vec::new();
                 if let Ok(mut entries) = tokio::fs::read_dir(dir).await {
                     while let Ok(Some(e)) = entries.next_entry().await {
                         let name = e.file_name().to_string_lossy().into_owned();
-                        if let Some(id) = name.strip_suffix(".json") {
-                            if let Some(m) = self.meta(id).await {
-                                out.push(m);
-                            }
+                        if let Some(id) = name.strip_suffix(".json")
+                            && let Some(m) = self.meta(id).await
+                        {
+                            out.push(m);
                         }
                     }
                 }
@@ -129,7 +129,7 @@ impl FileStore {
         out
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (FileMeta, Bytes)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (FileRecord, Bytes)>> {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

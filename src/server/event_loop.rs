@@ -143,7 +143,7 @@ fn run_loop(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(crate::app::serve_app(handed, app, stop))
+    runtime.block_on(crate::server::serve_app(handed, app, stop))
 }
 
 #[cfg(test)]

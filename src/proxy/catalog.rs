@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ModelsConfig;
 use crate::conversation::ChatType;
-use crate::openai::ModelObject;
-use crate::upstream::UpstreamError;
-use crate::upstream::UpstreamModel;
+use crate::upstream::{ResolvedModel, UpstreamError, UpstreamModel};
 
 /// How long a fallback list is kept before the upstream is asked again.
 const FALLBACK_RETRY: Duration = Duration::from_secs(60);
@@ -79,27 +77,24 @@ impl From<&UpstreamModel> for ModelEntry {
 
 /// One fetched (or fallback) list.
 #[derive(Debug)]
-pub struct Snapshot {
+pub struct KnownModels {
     pub models: Vec<ModelEntry>,
     pub fetched: Instant,
     /// The built-in list, served because the upstream's could not be had.
     pub fallback: bool,
 }
 
-/// A requested id, resolved.
+/// A model `/v1/models` lists: an id a client can ask for.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Resolved {
-    pub upstream_id: String,
-    pub thinking: bool,
-    pub search: bool,
-    pub must_think: bool,
-    /// Set by a generation suffix (`-image`, `-image-edit`, `-video`).
-    pub media: Option<ChatType>,
+pub struct ListedModel {
+    pub id: String,
+    /// Unix seconds, as the upstream gives it (0 for an alias).
+    pub created: u64,
 }
 
 pub struct Catalog {
     cfg: ModelsConfig,
-    current: RwLock<Option<Arc<Snapshot>>>,
+    current: RwLock<Option<Arc<KnownModels>>>,
     refreshing: tokio::sync::Mutex<()>,
     /// The built-in list stands in because a fetch made without any usable account failed:
     /// once an account can fetch, it is fetched at once (else unknown ids would pass through
@@ -117,7 +112,7 @@ impl Catalog {
         }
     }
 
-    fn fresh(&self, with_account: bool) -> Option<Arc<Snapshot>> {
+    fn fresh(&self, with_account: bool) -> Option<Arc<KnownModels>> {
         let snap = self
             .current
             .read()
@@ -137,7 +132,7 @@ impl Catalog {
     /// The current list, fetched with `fetch` when missing or stale. One fetch at a time; a
     /// failed fetch keeps a stale upstream list if there is one, else serves the built-in list.
     /// `with_account`: whether `fetch` uses an account's credentials.
-    pub async fn snapshot<F, Fut>(&self, with_account: bool, fetch: F) -> Arc<Snapshot>
+    pub async fn snapshot<F, Fut>(&self, with_account: bool, fetch: F) -> Arc<KnownModels>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Vec<UpstreamModel>, UpstreamError>>,
@@ -153,7 +148,7 @@ impl Catalog {
         self.fallback_without_account
             .store(fetched.is_err() && !with_account, Ordering::Relaxed);
         let snap = match fetched {
-            Ok(list) if !list.is_empty() => Snapshot {
+            Ok(list) if !list.is_empty() => KnownModels {
                 models: list.iter().map(ModelEntry::from).collect(),
                 fetched: Instant::now(),
                 fallback: false,
@@ -172,7 +167,7 @@ impl Catalog {
                     return stale;
                 }
                 tracing::warn!(error = %why, "cannot fetch the upstream model list; serving the built-in list");
-                Snapshot {
+                KnownModels {
                     models: fallback(),
                     fetched: Instant::now(),
                     fallback: true,
@@ -185,16 +180,9 @@ impl Catalog {
     }
 
     /// The OpenAI ids clients can pick from, in upstream order, then the aliases.
-    pub fn list(&self, snap: &Snapshot) -> Vec<ModelObject> {
+    pub fn list(&self, snap: &KnownModels) -> Vec<ListedModel> {
         let mut out = Vec::new();
-        let mut push = |id: String, created: u64| {
-            out.push(ModelObject {
-                id,
-                object: "model",
-                created,
-                owned_by: "qwen",
-            });
-        };
+        let mut push = |id: String, created: u64| out.push(ListedModel { id, created });
         for m in &snap.models {
             push(m.id.clone(), m.created);
             if self.cfg.simple_map {
@@ -219,7 +207,7 @@ impl Catalog {
 
     /// Maps a requested id to an upstream model; `None` when it names no model we serve. While
     /// the built-in list is in use, unknown ids are passed through as given.
-    pub fn resolve(&self, snap: &Snapshot, requested: &str) -> Option<Resolved> {
+    pub fn resolve(&self, snap: &KnownModels, requested: &str) -> Option<ResolvedModel> {
         let requested = self
             .cfg
             .aliases
@@ -233,14 +221,14 @@ impl Catalog {
             let base = self.cfg.aliases.get(base).map_or(base, String::as_str);
             let found = snap.models.iter().find(|m| m.id.eq_ignore_ascii_case(base));
             return match found {
-                Some(m) if m.supports(t) => Some(Resolved {
+                Some(m) if m.supports(t) => Some(ResolvedModel {
                     upstream_id: m.id.clone(),
                     thinking: false,
                     search: false,
                     must_think: false,
                     media: Some(t),
                 }),
-                None if snap.fallback && !base.is_empty() => Some(Resolved {
+                None if snap.fallback && !base.is_empty() => Some(ResolvedModel {
                     upstream_id: base.to_owned(),
                     thinking: false,
                     search: false,
@@ -261,14 +249,16 @@ impl Catalog {
         let base = self.cfg.aliases.get(base).map_or(base, String::as_str);
         let found = snap.models.iter().find(|m| m.id.eq_ignore_ascii_case(base));
         match found {
-            Some(m) if (!thinking || m.can_think) && (!search || m.can_search) => Some(Resolved {
-                upstream_id: m.id.clone(),
-                thinking,
-                search,
-                must_think: m.must_think,
-                media: None,
-            }),
-            None if snap.fallback && !base.is_empty() => Some(Resolved {
+            Some(m) if (!thinking || m.can_think) && (!search || m.can_search) => {
+                Some(ResolvedModel {
+                    upstream_id: m.id.clone(),
+                    thinking,
+                    search,
+                    must_think: m.must_think,
+                    media: None,
+                })
+            }
+            None if snap.fallback && !base.is_empty() => Some(ResolvedModel {
                 upstream_id: base.to_owned(),
                 thinking,
                 search,
@@ -305,7 +295,7 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn catalog(simple: bool) -> (Catalog, Snapshot) {
+    fn catalog(simple: bool) -> (Catalog, KnownModels) {
         let mut aliases = BTreeMap::new();
         aliases.insert("gpt-4o".to_owned(), "qwen3.7-plus".to_owned());
         let c = Catalog::new(ModelsConfig {
@@ -313,7 +303,7 @@ mod tests {
             cache_ttl: Duration::from_secs(60),
             aliases,
         });
-        let snap = Snapshot {
+        let snap = KnownModels {
             models: vec![
                 ModelEntry {
                     id: "qwen3.7-plus".into(),
@@ -372,7 +362,7 @@ mod tests {
         assert!(c.resolve(&snap, "gpt-4o").is_some());
         assert!(c.resolve(&snap, "qwen3-coder-plus-thinking").is_none());
         assert!(c.resolve(&snap, "nope").is_none());
-        let fb = Snapshot {
+        let fb = KnownModels {
             fallback: true,
             ..snap
         };

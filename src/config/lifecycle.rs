@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
-use super::{ConfigError, Secret, Source};
+use super::{ConfigError, Secret, Vars};
 use crate::store::SaveMode;
 
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ pub enum AuthMode {
     Passthrough,
 }
 
-pub fn auth_mode(src: &dyn Source) -> Result<AuthMode, ConfigError> {
+pub fn auth_mode(src: &dyn Vars) -> Result<AuthMode, ConfigError> {
     choice_or(
         src,
         "AUTH_MODE",
@@ -53,7 +53,7 @@ pub fn auth_mode(src: &dyn Source) -> Result<AuthMode, ConfigError> {
     )
 }
 
-pub fn store(src: &dyn Source) -> Result<StoreConfig, ConfigError> {
+pub fn store(src: &dyn Vars) -> Result<StoreConfig, ConfigError> {
     let mode = choice_or(src, "DATA_SAVE_MODE", SaveMode::CHOICES, SaveMode::File)?;
     let redis_url = src.get("REDIS_URL").map(Secret::new);
     if mode == SaveMode::Redis && redis_url.is_none() {
@@ -84,7 +84,7 @@ pub fn store(src: &dyn Source) -> Result<StoreConfig, ConfigError> {
     })
 }
 
-pub fn lifecycle(src: &dyn Source) -> Result<LifecycleConfig, ConfigError> {
+pub fn lifecycle(src: &dyn Vars) -> Result<LifecycleConfig, ConfigError> {
     let hours = match src.get("TOKEN_REFRESH_BEFORE_HOURS") {
         None => 24.0,
         Some(raw) => raw
@@ -118,7 +118,7 @@ pub struct Pacing {
     pub model_accounts: BTreeMap<String, Vec<String>>,
 }
 
-pub fn pacing(src: &dyn Source) -> Result<Pacing, ConfigError> {
+pub fn pacing(src: &dyn Vars) -> Result<Pacing, ConfigError> {
     let ms = uint_or(src, "ACCOUNT_MIN_INTERVAL_MS", 0u64, 0)?;
     Ok(Pacing {
         max_inflight: uint_or(src, "MAX_INFLIGHT_PER_ACCOUNT", 2usize, 0)?,
@@ -131,7 +131,7 @@ pub fn pacing(src: &dyn Source) -> Result<Pacing, ConfigError> {
     })
 }
 
-fn model_accounts(src: &dyn Source) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+fn model_accounts(src: &dyn Vars) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
     const FORM: &str =
         r#"a JSON object of model ids to lists of account ids, e.g. {"qwen3.8-max":["a@b.c"]}"#;
     let Some(raw) = src.get("MODEL_TO_ACCOUNT_MAP") else {
@@ -141,6 +141,6 @@ fn model_accounts(src: &dyn Source) -> Result<BTreeMap<String, Vec<String>>, Con
 }
 
 /// The `.env` file that is loaded at start and watched for changes.
-pub fn env_file(src: &dyn Source) -> PathBuf {
+pub fn env_file(src: &dyn Vars) -> PathBuf {
     PathBuf::from(src.get("ENV_FILE").unwrap_or_else(|| ".env".to_owned()))
 }

@@ -18,7 +18,6 @@ pub use qwen::files::TaskState;
 pub use qwen::oss::StsToken;
 pub use qwen::wire::UpstreamModel;
 
-use crate::catalog::Resolved;
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, ChatType, InvalidRequest, Media, MediaKind};
 
@@ -57,7 +56,18 @@ pub struct Uploaded {
 }
 
 /// A completion's answer, decoded: answer events ending with `Finish`, or one error.
-pub type AnswerStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<AnswerEvent, UpstreamError>> + Send>>;
+
+/// The model a request runs on: a client's model id resolved against the model list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedModel {
+    pub upstream_id: String,
+    pub thinking: bool,
+    pub search: bool,
+    pub must_think: bool,
+    /// Set by a generation suffix (`-image`, `-image-edit`, `-video`).
+    pub media: Option<ChatType>,
+}
 
 /// What one request sends to a web chat, made from the conversation by the upstream's own
 /// [`Upstream::prepare`] (or directly, for image and video generation).
@@ -115,7 +125,7 @@ pub trait Upstream: Send + Sync {
     fn prepare(
         &self,
         req: &conversation::Request,
-        model: &Resolved,
+        model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest>;
 
     /// The turn that asks again after `answer` fell short of what was asked: the same
@@ -151,7 +161,7 @@ pub trait Upstream: Send + Sync {
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<AnswerStream, UpstreamError>;
+    ) -> Result<EventStream, UpstreamError>;
 
     /// Deletes a chat; one already gone counts as deleted.
     async fn delete_chat(&self, creds: &Credentials, chat_id: &str) -> Result<(), UpstreamError>;
