@@ -112,6 +112,8 @@ pub struct Tool {
     pub description: Option<String>,
     /// A JSON schema.
     pub parameters: Option<serde_json::Value>,
+    /// Arguments must follow the schema exactly (no properties it does not name).
+    pub strict: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

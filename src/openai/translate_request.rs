@@ -243,6 +243,7 @@ fn tool(v: &serde_json::Value) -> Option<Tool> {
             .and_then(|d| d.as_str())
             .map(str::to_owned),
         parameters: f.get("parameters").cloned(),
+        strict: f.get("strict").and_then(serde_json::Value::as_bool) == Some(true),
     })
 }
 

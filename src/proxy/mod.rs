@@ -100,6 +100,9 @@ pub enum ProxyError {
     /// A tool call was required, and the model answered without one, also when asked again.
     #[error("the model did not call a tool, also when asked again")]
     ToolCallMissing,
+    /// A strict tool's call did not fit its schema, also when asked again.
+    #[error("a strict tool's call did not fit its parameters, also when asked again")]
+    InvalidToolArguments,
 }
 
 /// Why a conversation cannot be sent at all.

@@ -1,6 +1,7 @@
 //! A turn with tools: its answer is read for calls, and an answer that falls short of a proper
-//! turn (empty, an unreadable call, the site's refusal of a call, no call when one is required)
-//! gets one corrective round before the client sees the shortfall (docs/tools.md).
+//! turn (empty, an unreadable call, the site's refusal of a call, no call when one is required,
+//! arguments that do not fit) gets one corrective round before the client sees the shortfall
+//! (docs/tools.md).
 
 use std::sync::Arc;
 
@@ -31,8 +32,8 @@ impl Proxy {
             while let Some(item) = round.next().await {
                 if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
                     let verdict = first.verdict();
-                    if let Some(shortfall) = verdict.shortfall {
-                        fell_short = Some((shortfall, verdict.answer));
+                    if verdict.shortfall.is_some() {
+                        fell_short = Some(verdict);
                         break;
                     }
                 }
@@ -42,20 +43,28 @@ impl Proxy {
                     return;
                 }
             }
-            let Some((shortfall, answer)) = fell_short else {
+            let Some(verdict) = fell_short else {
                 return;
             };
-            tracing::info!(?shortfall, "the answer fell short of a tool turn; asking once more");
-            let next = this.upstream.follow_up(&turn, &answer, shortfall.correction());
-            let last = Reading::new(plan, true);
+            tracing::info!(shortfall = ?verdict.shortfall, "the answer fell short of a tool turn; asking once more");
+            let next = this.upstream.follow_up(&turn, &verdict.answer, &verdict.correction());
+            let mut last = Reading::new(plan, true);
+            last.first_index = verdict.calls;
             let round = this.attempts(next, delivery, ctx, Some(last.clone()));
             futures::pin_mut!(round);
             while let Some(item) = round.next().await {
-                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item
-                    && last.verdict().shortfall == Some(Shortfall::NoCall)
-                {
-                    yield Err(ProxyError::ToolCallMissing);
-                    return;
+                if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
+                    match last.verdict().shortfall {
+                        Some(Shortfall::NoCall) => {
+                            yield Err(ProxyError::ToolCallMissing);
+                            return;
+                        }
+                        Some(Shortfall::Invalid) => {
+                            yield Err(ProxyError::InvalidToolArguments);
+                            return;
+                        }
+                        _ => {}
+                    }
                 }
                 yield item;
             }

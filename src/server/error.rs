@@ -266,6 +266,14 @@ fn render_proxy(err: &ProxyError) -> Rendered {
             last, retry_after, ..
         } => render_upstream(last, *retry_after),
         ProxyError::MidStream(e) | ProxyError::Call(e) => render_upstream(e, None),
+        ProxyError::InvalidToolArguments => Rendered::new(
+            S::BAD_GATEWAY,
+            "server_error",
+            "invalid_tool_arguments",
+            "The model's call of a strict tool did not fit the tool's parameters, also when \
+             asked again."
+                .to_owned(),
+        ),
         ProxyError::ToolCallMissing => Rendered::new(
             S::BAD_GATEWAY,
             "server_error",

@@ -25,11 +25,13 @@ pub enum Shortfall {
     Intercepted,
     /// A call was required and none came.
     NoCall,
+    /// A call's arguments do not follow its tool's schema.
+    Invalid,
 }
 
 impl Shortfall {
-    /// What the model is told in the corrective round.
-    pub fn correction(self) -> &'static str {
+    /// What the model is told in the corrective round (`Invalid` has its own, with details).
+    fn correction(self) -> &'static str {
         match self {
             Shortfall::Empty => {
                 "Your last answer was empty. Answer my last message now: in plain text, or with tool calls."
@@ -41,6 +43,7 @@ impl Shortfall {
                 "Your tool call was not received: it was not written in the form asked for. Write the call again as a <q2a:call name=\"TOOL_NAME\"> block, with the names listed in the instructions."
             }
             Shortfall::NoCall => "This answer must call a tool. Call one now.",
+            Shortfall::Invalid => "A tool call's arguments did not fit its parameters.",
         }
     }
 }
@@ -51,6 +54,23 @@ pub struct Verdict {
     pub shortfall: Option<Shortfall>,
     /// The answer's text as the model wrote it (for the corrective round).
     pub answer: String,
+    /// For `Invalid`: which call, and what is wrong with its arguments.
+    pub problems: Option<String>,
+    /// Calls given out.
+    pub calls: usize,
+}
+
+impl Verdict {
+    /// What the model is told in the corrective round.
+    pub fn correction(&self) -> String {
+        match (self.shortfall, &self.problems) {
+            (Some(Shortfall::Invalid), Some(problems)) => format!(
+                "{problems}. Send that call again, with arguments that fit the tool's parameters."
+            ),
+            (Some(s), _) => s.correction().to_owned(),
+            (None, _) => String::new(),
+        }
+    }
 }
 
 /// How one round's answer is read.
@@ -60,6 +80,8 @@ pub struct Reading {
     /// The corrective round: nothing more is asked after it, so what it holds back at the end
     /// is given out as it is.
     pub last_round: bool,
+    /// The index of this round's first call (calls of an earlier round keep theirs).
+    pub first_index: usize,
     /// Written when the answer ends.
     pub verdict: Arc<Mutex<Verdict>>,
 }
@@ -69,6 +91,7 @@ impl Reading {
         Self {
             plan,
             last_round,
+            first_index: 0,
             verdict: Arc::default(),
         }
     }
@@ -91,6 +114,8 @@ pub struct Reader {
     calls: usize,
     /// A block that did not read, or the site's refusal of a call (which wins).
     trouble: Option<Shortfall>,
+    /// The first call whose arguments do not fit: its name and what is wrong.
+    invalid: Option<String>,
     /// Whether any text (not white space) came.
     saw_text: bool,
     /// Text is held back: until the first call when a call is required, and from a block that
@@ -112,6 +137,7 @@ impl Reader {
             parser,
             calls: 0,
             trouble: None,
+            invalid: None,
             saw_text: false,
             holding,
             held: Vec::new(),
@@ -149,6 +175,8 @@ impl Reader {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Verdict {
                     shortfall,
                     answer: std::mem::take(&mut self.raw),
+                    problems: self.invalid.take(),
+                    calls: self.calls,
                 };
                 out.extend(self.usage.take().map(AnswerEvent::Usage));
                 let finish = if self.calls > 0 && finish == Finish::Stop {
@@ -164,7 +192,9 @@ impl Reader {
     }
 
     fn shortfall(&self) -> Option<Shortfall> {
-        if self.calls > 0 {
+        if self.invalid.is_some() {
+            Some(Shortfall::Invalid)
+        } else if self.calls > 0 {
             None
         } else if self.trouble.is_some() {
             self.trouble
@@ -201,13 +231,30 @@ impl Reader {
                     self.give(&mut out, AnswerEvent::Text(raw));
                 }
                 Piece::Call(call) => {
+                    let name = self.reading.plan.client_name(&call.name).to_owned();
+                    let mut arguments = call.arguments;
+                    if let Err((problems, strict)) = self.reading.plan.check(&name, &mut arguments)
+                    {
+                        tracing::debug!(tool = %name, %problems, "a call's arguments do not fit");
+                        // Asked again first; after that, a strict tool's call is an error and
+                        // another is passed on as written (the client's tool will say).
+                        if !self.reading.last_round || strict {
+                            if self.invalid.is_none() {
+                                self.invalid = Some(format!(
+                                    "Your call of {} had arguments that do not fit its parameters: {problems}",
+                                    call.name
+                                ));
+                            }
+                            self.holding = true;
+                            continue;
+                        }
+                    }
                     // A call: what was held is said before it, and text flows from here on.
                     self.holding = false;
                     out.append(&mut self.held);
-                    let index = self.calls;
+                    let index = self.reading.first_index + self.calls;
                     self.calls += 1;
-                    let name = self.reading.plan.client_name(&call.name).to_owned();
-                    let arguments = serde_json::Value::Object(call.arguments).to_string();
+                    let arguments = serde_json::Value::Object(arguments).to_string();
                     out.push(AnswerEvent::ToolCallStart {
                         index,
                         id: call_id(),
@@ -268,6 +315,7 @@ mod tests {
             name: "read".into(),
             description: None,
             parameters: Some(json!({"type": "object", "properties": {"path": {"type": "string"}}})),
+            strict: false,
         }];
         Arc::new(Plan::new(&tools, choice, parallel).unwrap())
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::parse::{Offered, Parser};
 use super::syntax::{CALL_CLOSE, CALL_OPEN};
@@ -44,6 +44,7 @@ struct Offer {
     prompted: String,
     description: Option<String>,
     parameters: Value,
+    strict: bool,
 }
 
 /// Whether a call is expected.
@@ -83,6 +84,7 @@ impl Plan {
                     .parameters
                     .clone()
                     .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+                strict: t.strict,
             })
             .collect();
         Some(Self {
@@ -109,12 +111,13 @@ impl Plan {
             .map_or(prompted, |t| t.name.as_str())
     }
 
-    /// The parameters' schema of the tool the client calls `name`.
-    pub fn parameters(&self, name: &str) -> Option<&Value> {
-        self.tools
-            .iter()
-            .find(|t| t.name == name)
-            .map(|t| &t.parameters)
+    /// Checks (and coerces) the arguments of a call of the tool the client calls `name`:
+    /// `Err` with what is wrong, and whether the tool is strict.
+    pub fn check(&self, name: &str, args: &mut Map<String, Value>) -> Result<(), (String, bool)> {
+        let Some(tool) = self.tools.iter().find(|t| t.name == name) else {
+            return Ok(());
+        };
+        super::validate::check(&tool.parameters, tool.strict, args).map_err(|e| (e, tool.strict))
     }
 
     /// A parser for an answer to this plan.
@@ -291,6 +294,7 @@ mod tests {
             name: name.to_owned(),
             description: Some(format!("Does {name}.")),
             parameters: Some(parameters),
+            strict: false,
         }
     }
 

@@ -376,3 +376,59 @@ async fn a_required_call_that_never_comes_is_an_error_and_its_text_is_never_show
     assert_eq!(app.fake.completions().len(), 4);
     assert_eq!(app.leases(), 0);
 }
+
+#[tokio::test]
+async fn arguments_that_do_not_fit_are_asked_for_again_and_slips_are_coerced() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let bad = ["<q2a:call name=\"read_tool\">{\"limit\": \"many\"}</q2a:call>"];
+    let slip = ["<q2a:call name=\"read_tool\">{\"path\": \"/a\", \"limit\": \"10\"}</q2a:call>"];
+    app.fake
+        .push_completion(None, Reply::sse(qwen_sse::fast_answer(&bad)));
+    app.fake
+        .push_completion(None, Reply::sse(qwen_sse::fast_answer(&slip)));
+    let v: Value = app.chat(ask(false)).await.json().await.unwrap();
+    let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(
+        calls[0]["function"]["arguments"],
+        r#"{"limit":10,"path":"/a"}"#
+    );
+    let second = prompt(&app);
+    assert!(
+        second.contains(
+            ";user:Your call of read_tool had arguments that do not fit its parameters: "
+        ),
+        "{second}"
+    );
+    assert!(
+        second.contains("\"path\" is a required property"),
+        "{second}"
+    );
+    assert!(second.contains("/limit: "), "{second}");
+    assert_eq!(app.fake.completions().len(), 2);
+}
+
+#[tokio::test]
+async fn a_call_that_still_does_not_fit_is_passed_on_unless_the_tool_is_strict() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let bad = ["<q2a:call name=\"read_tool\">{\"limit\": 3}</q2a:call>"];
+    for strict in [false, true] {
+        for _ in 0..2 {
+            app.fake
+                .push_completion(None, Reply::sse(qwen_sse::fast_answer(&bad)));
+        }
+        let mut req = ask(false);
+        req["tools"][0]["function"]["strict"] = json!(strict);
+        let resp = app.chat(req).await;
+        if strict {
+            assert_eq!(resp.status(), 502);
+            let v: Value = resp.json().await.unwrap();
+            common::assert_error_envelope(&v, "server_error", "invalid_tool_arguments");
+        } else {
+            let v: Value = resp.json().await.unwrap();
+            let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+            assert_eq!(calls[0]["function"]["arguments"], r#"{"limit":3}"#, "{v}");
+        }
+    }
+    assert_eq!(app.fake.completions().len(), 4);
+}
