@@ -27,6 +27,8 @@ pub enum Shortfall {
     NoCall,
     /// A call's arguments do not follow its tool's schema.
     Invalid,
+    /// The same call (name and arguments) was made three times already in the recent history.
+    Repeated,
 }
 
 impl Shortfall {
@@ -44,6 +46,7 @@ impl Shortfall {
             }
             Shortfall::NoCall => "This answer must call a tool. Call one now.",
             Shortfall::Invalid => "A tool call's arguments did not fit its parameters.",
+            Shortfall::Repeated => "You already made this same call several times.",
         }
     }
 }
@@ -54,7 +57,7 @@ pub struct Verdict {
     pub shortfall: Option<Shortfall>,
     /// The answer's text as the model wrote it (for the corrective round).
     pub answer: String,
-    /// For `Invalid`: which call, and what is wrong with its arguments.
+    /// For `Invalid` and `Repeated`: the correction that names the call and what is wrong.
     pub problems: Option<String>,
     /// Calls given out.
     pub calls: usize,
@@ -64,9 +67,7 @@ impl Verdict {
     /// What the model is told in the corrective round.
     pub fn correction(&self) -> String {
         match (self.shortfall, &self.problems) {
-            (Some(Shortfall::Invalid), Some(problems)) => format!(
-                "{problems}. Send that call again, with arguments that fit the tool's parameters."
-            ),
+            (Some(Shortfall::Invalid | Shortfall::Repeated), Some(problems)) => problems.clone(),
             (Some(s), _) => s.correction().to_owned(),
             (None, _) => String::new(),
         }
@@ -114,8 +115,8 @@ pub struct Reader {
     calls: usize,
     /// A block that did not read, or the site's refusal of a call (which wins).
     trouble: Option<Shortfall>,
-    /// The first call whose arguments do not fit: its name and what is wrong.
-    invalid: Option<String>,
+    /// The first call that does not fit its schema, or repeats itself: why, and the correction.
+    problem: Option<(Shortfall, String)>,
     /// Whether any text (not white space) came.
     saw_text: bool,
     /// Text is held back: until the first call when a call is required, and from a block that
@@ -137,7 +138,7 @@ impl Reader {
             parser,
             calls: 0,
             trouble: None,
-            invalid: None,
+            problem: None,
             saw_text: false,
             holding,
             held: Vec::new(),
@@ -175,7 +176,7 @@ impl Reader {
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Verdict {
                     shortfall,
                     answer: std::mem::take(&mut self.raw),
-                    problems: self.invalid.take(),
+                    problems: self.problem.take().map(|(_, p)| p),
                     calls: self.calls,
                 };
                 out.extend(self.usage.take().map(AnswerEvent::Usage));
@@ -192,8 +193,8 @@ impl Reader {
     }
 
     fn shortfall(&self) -> Option<Shortfall> {
-        if self.invalid.is_some() {
-            Some(Shortfall::Invalid)
+        if let Some((s, _)) = &self.problem {
+            Some(*s)
         } else if self.calls > 0 {
             None
         } else if self.trouble.is_some() {
@@ -239,15 +240,29 @@ impl Reader {
                         // Asked again first; after that, a strict tool's call is an error and
                         // another is passed on as written (the client's tool will say).
                         if !self.reading.last_round || strict {
-                            if self.invalid.is_none() {
-                                self.invalid = Some(format!(
-                                    "Your call of {} had arguments that do not fit its parameters: {problems}",
+                            self.problem.get_or_insert_with(|| {
+                                (Shortfall::Invalid, format!(
+                                    "Your call of {} had arguments that do not fit its parameters: {problems}. Send that call again, with arguments that fit the tool's parameters.",
                                     call.name
-                                ));
-                            }
+                                ))
+                            });
                             self.holding = true;
                             continue;
                         }
+                    }
+                    // The loop guard: asked once to do something else; after that, passed on.
+                    if !self.reading.last_round
+                        && let Some(times) = self.reading.plan.repeats(&name, &arguments)
+                    {
+                        tracing::info!(tool = %name, times, "the model repeats a call");
+                        self.problem.get_or_insert_with(|| {
+                            (Shortfall::Repeated, format!(
+                                "You already called {} with exactly these arguments {times} times, and its result is above each time. Do not repeat that call: use the results you have, call another tool or the same tool with other arguments, or answer.",
+                                call.name
+                            ))
+                        });
+                        self.holding = true;
+                        continue;
                     }
                     // A call: what was held is said before it, and text flows from here on.
                     self.holding = false;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use super::parse::{Offered, Parser};
 use super::syntax::{CALL_CLOSE, CALL_OPEN};
-use crate::conversation::{Tool, ToolChoice};
+use crate::conversation::{Message, Tool, ToolChoice};
 
 /// Tool names the site treats as its own built-in tools: a call to one is run (and refused)
 /// by the platform instead of reaching us (docs/upstream.md §9).
@@ -34,7 +34,15 @@ pub struct Plan {
     pub choice: Choice,
     /// At most one call per answer (`parallel_tool_calls: false`).
     pub single: bool,
+    /// Calls the conversation's recent history holds `REPEATS` times or more: the client's
+    /// name, the canonical arguments, and how many times.
+    repeated: Vec<(String, String, usize)>,
 }
+
+/// How many of the last calls of a conversation the loop guard looks at.
+const RECENT_CALLS: usize = 10;
+/// A call made this many times among them is not made again without a word.
+const REPEATS: usize = 3;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Offer {
@@ -91,7 +99,39 @@ impl Plan {
             tools,
             choice,
             single: parallel == Some(false),
+            repeated: Vec::new(),
         })
+    }
+
+    /// The plan, knowing the calls of the conversation so far (for the loop guard).
+    #[must_use]
+    pub fn with_history(mut self, messages: &[Message]) -> Self {
+        let recent: Vec<(String, String)> = messages
+            .iter()
+            .flat_map(|m| &m.tool_calls)
+            .rev()
+            .take(RECENT_CALLS)
+            .map(|c| (c.name.clone(), canonical_text(&c.arguments)))
+            .collect();
+        for (name, args) in &recent {
+            let times = recent
+                .iter()
+                .filter(|(n, a)| n == name && a == args)
+                .count();
+            if times >= REPEATS && !self.repeated.iter().any(|(n, a, _)| n == name && a == args) {
+                self.repeated.push((name.clone(), args.clone(), times));
+            }
+        }
+        self
+    }
+
+    /// How many times the recent history made this call, when that is too many.
+    pub fn repeats(&self, name: &str, args: &Map<String, Value>) -> Option<usize> {
+        let args = Value::Object(args.clone()).to_string();
+        self.repeated
+            .iter()
+            .find(|(n, a, _)| n == name && *a == args)
+            .map(|(.., times)| *times)
     }
 
     /// The name the model is told for the client's `name` (itself when it was not renamed, or
@@ -187,6 +227,11 @@ impl Plan {
             ),
         }
     }
+}
+
+/// Arguments as compact JSON with sorted keys, so that equal arguments compare equal.
+fn canonical_text(arguments: &str) -> String {
+    super::lenient::parse(arguments).map_or_else(|| arguments.trim().to_owned(), |v| v.to_string())
 }
 
 /// `name`, or an alias for a name the site would take for one of its own tools; never one of

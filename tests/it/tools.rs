@@ -432,3 +432,36 @@ async fn a_call_that_still_does_not_fit_is_passed_on_unless_the_tool_is_strict()
     }
     assert_eq!(app.fake.completions().len(), 4);
 }
+
+#[tokio::test]
+async fn a_call_made_three_times_already_is_questioned_once_then_passed_on() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let mut messages = vec![json!({"role": "user", "content": "Find x"})];
+    for i in 0..3 {
+        let id = format!("call_{i}");
+        messages.push(json!({"role": "assistant", "content": null, "tool_calls": [
+            {"id": id, "type": "function", "function": {"name": "grep", "arguments": "{\"pattern\": \"x\"}"}}
+        ]}));
+        messages.push(json!({"role": "tool", "tool_call_id": id, "content": "no match"}));
+    }
+    let again = ["<q2a:call name=\"grep\">{'pattern': 'x'}</q2a:call>"];
+    for _ in 0..2 {
+        app.fake
+            .push_completion(None, Reply::sse(qwen_sse::fast_answer(&again)));
+    }
+    let v: Value = app
+        .chat(request(false, &Value::Array(messages)))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let calls = v["choices"][0]["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{v}");
+    assert_eq!(calls[0]["function"]["arguments"], r#"{"pattern":"x"}"#);
+    assert_eq!(app.fake.completions().len(), 2);
+    let second = prompt(&app);
+    assert!(
+        second.contains(";user:You already called grep with exactly these arguments 3 times"),
+        "{second}"
+    );
+}

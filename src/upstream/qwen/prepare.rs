@@ -37,7 +37,7 @@ pub fn prepare(
             &req.options.tool_choice,
             req.options.parallel_tool_calls,
         )
-        .map(Arc::new)
+        .map(|plan| Arc::new(plan.with_history(&req.messages)))
     };
     let prompt = if chat_type.feature().is_some() {
         last_user_text(&req.messages)
