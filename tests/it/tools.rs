@@ -250,7 +250,7 @@ async fn a_long_agent_prompt_goes_up_as_a_file_with_the_tools_in_it() {
         "{file}"
     );
     assert!(
-        file.contains("<q2a:result call=\"call_1\">\nno match\n</q2a:result>"),
+        file.contains("<q2a:result call=\"call_1\" name=\"grep\">\nno match\n</q2a:result>"),
         "{file}"
     );
     let message = prompt(&app);

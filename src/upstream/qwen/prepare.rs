@@ -2,6 +2,7 @@
 //! §5.3), the chat type and model switches, the media of the turn, and a long prompt sent as a
 //! file.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::conversation::{
@@ -157,9 +158,15 @@ fn flatten_with(messages: &[Message], tools: Option<&Plan>) -> String {
     if !system.is_empty() {
         items.push(("system", system.join("\n")));
     }
+    // A result names its tool even when the client gave only the call's id.
+    let called: HashMap<&str, &str> = messages
+        .iter()
+        .flat_map(|m| &m.tool_calls)
+        .map(|c| (c.id.as_str(), c.name.as_str()))
+        .collect();
     for m in messages.iter().filter(|m| m.role != Role::System) {
         let text = match tools {
-            Some(plan) => with_calls(m, plan),
+            Some(plan) => with_calls(m, plan, &called),
             None => m.joined_text(),
         };
         if !text.is_empty() {
@@ -182,14 +189,18 @@ fn flatten_with(messages: &[Message], tools: Option<&Plan>) -> String {
 }
 
 /// A message's text with its tool calls and tool results in the call syntax.
-fn with_calls(m: &Message, plan: &Plan) -> String {
+fn with_calls(m: &Message, plan: &Plan, called: &HashMap<&str, &str>) -> String {
     let mut texts: Vec<String> = Vec::new();
     for p in &m.parts {
         match p {
             Part::Text(t) => texts.push(t.clone()),
             Part::ToolResult(r) => {
                 let content = Message::new(Role::Tool, r.content.clone()).joined_text();
-                let name = r.name.as_deref().map(|n| plan.prompted(n));
+                let name = r
+                    .name
+                    .as_deref()
+                    .or_else(|| called.get(r.call_id.as_str()).copied())
+                    .map(|n| plan.prompted(n));
                 texts.push(syntax::result(&r.call_id, name, r.is_error, &content));
             }
             Part::Media(_) => {}
