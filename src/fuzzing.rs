@@ -29,7 +29,9 @@ pub fn request(data: &[u8]) {
         media: None,
     };
     let conv = crate::openai::to_conversation(&req, Vec::new(), Vec::new(), true);
-    let Ok(chat) = crate::upstream::qwen::prepare(&conv, &model, 0) else {
+    let Ok(chat) =
+        crate::upstream::qwen::prepare(&conv, &model, &crate::upstream::qwen::Shaping::default())
+    else {
         return;
     };
     let body = crate::upstream::qwen::payload::CompletionBody::new(&chat, "chat", &[]);

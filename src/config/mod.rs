@@ -6,6 +6,7 @@ mod media;
 pub mod parse;
 mod secret;
 mod server;
+mod tools;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,7 @@ pub use media::MediaConfig;
 pub use parse::Vars;
 pub use secret::{ProxyUrl, Secret, mask_url_password};
 pub use server::{CorsOrigins, ServerConfig};
+pub use tools::ToolsConfig;
 
 use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
 
@@ -78,6 +80,7 @@ pub struct Config {
     pub env_file: std::path::PathBuf,
     pub server: ServerConfig,
     pub media: MediaConfig,
+    pub tools: ToolsConfig,
     pub log_level: String,
 }
 
@@ -287,6 +290,7 @@ impl Config {
             env_file: lifecycle::env_file(src),
             server: server::server(src)?,
             media: media::media(src)?,
+            tools: tools::tools(src)?,
             log_level: log_level.to_ascii_lowercase(),
         })
     }

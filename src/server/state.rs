@@ -16,7 +16,7 @@ use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
 use crate::upstream::Upstream;
-use crate::upstream::qwen::{Qwen, QwenClient};
+use crate::upstream::qwen::{Qwen, QwenClient, Shaping};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -49,7 +49,10 @@ impl AppState {
         let client: Arc<dyn Upstream> = Arc::new(Qwen::new(
             Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
             config.output.stream_mode,
-            config.media.prompt_file_threshold,
+            Shaping {
+                prompt_file_threshold: config.media.prompt_file_threshold,
+                tool_template: Arc::clone(&config.tools.prompt_template),
+            },
         ));
         let accounts = AccountManager::start(
             &config.accounts,

@@ -332,7 +332,8 @@ mod tests {
             parameters: Some(json!({"type": "object", "properties": {"path": {"type": "string"}}})),
             strict: false,
         }];
-        Arc::new(Plan::new(&tools, choice, parallel).unwrap())
+        let template = crate::tools::plan::DEFAULT_TEMPLATE.into();
+        Arc::new(Plan::new(&tools, choice, parallel, template).unwrap())
     }
 
     /// The events of an answer of `texts`, and the verdict.

@@ -3,11 +3,12 @@
 //! call syntax for this `tool_choice` (docs/tools.md).
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::parse::{Offered, Parser};
-use super::syntax::{CALL_CLOSE, CALL_OPEN};
+use super::syntax::CALL_OPEN;
 use crate::conversation::{Message, Tool, ToolChoice};
 
 /// Tool names the site treats as its own built-in tools: a call to one is run (and refused)
@@ -37,7 +38,14 @@ pub struct Plan {
     /// Calls the conversation's recent history holds `REPEATS` times or more: the client's
     /// name, the canonical arguments, and how many times.
     repeated: Vec<(String, String, usize)>,
+    template: Arc<str>,
 }
+
+/// The instructions' template (`TOOL_PROMPT_FILE` replaces it) and its places.
+pub const DEFAULT_TEMPLATE: &str = include_str!("prompt.txt");
+pub const TOOLS: &str = "{{TOOLS}}";
+const CHOICE: &str = "{{CHOICE}}";
+const PARALLEL: &str = "{{PARALLEL}}";
 
 /// How many of the last calls of a conversation the loop guard looks at.
 const RECENT_CALLS: usize = 10;
@@ -68,7 +76,12 @@ pub enum Choice {
 impl Plan {
     /// The plan for these tools and choice; `None` when no tool is offered (`tool_choice:
     /// "none"`, no tools, or a named tool that is not among them).
-    pub fn new(tools: &[Tool], choice: &ToolChoice, parallel: Option<bool>) -> Option<Self> {
+    pub fn new(
+        tools: &[Tool],
+        choice: &ToolChoice,
+        parallel: Option<bool>,
+        template: Arc<str>,
+    ) -> Option<Self> {
         let (choice, offered): (Choice, Vec<&Tool>) = match choice {
             ToolChoice::None => return None,
             ToolChoice::Auto => (Choice::Auto, tools.iter().collect()),
@@ -100,6 +113,7 @@ impl Plan {
             choice,
             single: parallel == Some(false),
             repeated: Vec::new(),
+            template,
         })
     }
 
@@ -169,51 +183,40 @@ impl Plan {
         ))
     }
 
-    /// The instructions that go before the conversation.
+    /// The instructions that go before the conversation: the template with this plan's tools
+    /// and rules in its places.
     pub fn instructions(&self) -> String {
-        let mut out = String::from(
-            "You can call tools. The tools you may call, with their parameters (`?` marks an \
-             optional one):\n",
-        );
+        let mut tools = String::new();
         for t in &self.tools {
-            let _ = write!(out, "\n- {}({})", t.prompted, signature(&t.parameters));
+            let _ = write!(tools, "\n- {}({})", t.prompted, signature(&t.parameters));
             if let Some(d) = t
                 .description
                 .as_deref()
                 .map(str::trim)
                 .filter(|d| !d.is_empty())
             {
-                let _ = write!(out, ": {d}");
+                let _ = write!(tools, ": {d}");
             }
-            out.push('\n');
+            tools.push('\n');
             for (key, about) in parameter_notes(&t.parameters) {
-                let _ = writeln!(out, "    {key}: {about}");
+                let _ = writeln!(tools, "    {key}: {about}");
             }
         }
-        let _ = write!(
-            out,
-            "\nTo call a tool, write a block like this one, with the arguments as one JSON object:\n\
-             {CALL_OPEN} name=\"TOOL_NAME\">\n{{\"parameter\": \"value\"}}\n{CALL_CLOSE}\n\n\
-             Rules:\n\
-             - Write calls only as such blocks; never as <tool_call>, <function=…>, JSON alone or \
-             any other form.\n\
-             - Call only the tools listed above, with the parameters they list.\n\
-             - After your calls, stop and write nothing more: each tool's result comes back to \
-             you in a <q2a:result> block, and then you go on.\n\
-             - Never make up a tool's result.\n"
-        );
-        out.push_str(match self.choice {
+        let choice = match self.choice {
             Choice::Auto => {
-                "- Call a tool when it helps with the task; otherwise answer in plain text.\n"
+                "Call a tool when it helps with the task; otherwise answer in plain text."
             }
-            Choice::Required | Choice::Named(_) => "- This answer must contain a tool call.\n",
-        });
-        out.push_str(if self.single {
-            "- Make at most one call in this answer.\n"
+            Choice::Required | Choice::Named(_) => "This answer must contain a tool call.",
+        };
+        let parallel = if self.single {
+            "Make at most one call in this answer."
         } else {
-            "- You may make several calls in one answer, one block each, when they do not depend on each other.\n"
-        });
-        out
+            "You may make several calls in one answer, one block each, when they do not depend on each other."
+        };
+        self.template
+            .replace(TOOLS, &tools)
+            .replace(CHOICE, choice)
+            .replace(PARALLEL, parallel)
     }
 
     /// A line after the conversation that recalls the syntax.
@@ -334,6 +337,10 @@ mod tests {
 
     use super::*;
 
+    fn default() -> Arc<str> {
+        DEFAULT_TEMPLATE.into()
+    }
+
     fn tool(name: &str, parameters: Value) -> Tool {
         Tool {
             name: name.to_owned(),
@@ -354,7 +361,7 @@ mod tests {
                 "n": {"type": ["integer", "null"]}
             }}),
         );
-        let plan = Plan::new(&[t], &ToolChoice::Auto, None).unwrap();
+        let plan = Plan::new(&[t], &ToolChoice::Auto, None, default()).unwrap();
         let text = plan.instructions();
         assert!(
             text.contains(
@@ -374,7 +381,7 @@ mod tests {
             tool("read_tool", json!({})),
             tool("grep", json!({})),
         ];
-        let plan = Plan::new(&tools, &ToolChoice::Auto, None).unwrap();
+        let plan = Plan::new(&tools, &ToolChoice::Auto, None, default()).unwrap();
         assert_eq!(plan.prompted("read"), "read_tool_");
         assert_eq!(plan.client_name("read_tool_"), "read");
         assert_eq!(plan.prompted("read_tool"), "read_tool");
@@ -386,9 +393,15 @@ mod tests {
     #[test]
     fn choice_and_parallel_calls_shape_what_is_offered_and_asked() {
         let tools = [tool("a", json!({})), tool("b", json!({}))];
-        assert_eq!(Plan::new(&tools, &ToolChoice::None, None), None);
-        assert_eq!(Plan::new(&[], &ToolChoice::Auto, None), None);
-        let named = Plan::new(&tools, &ToolChoice::Named("b".into()), Some(false)).unwrap();
+        assert_eq!(Plan::new(&tools, &ToolChoice::None, None, default()), None);
+        assert_eq!(Plan::new(&[], &ToolChoice::Auto, None, default()), None);
+        let named = Plan::new(
+            &tools,
+            &ToolChoice::Named("b".into()),
+            Some(false),
+            default(),
+        )
+        .unwrap();
         let text = named.instructions();
         assert!(text.contains("- b()") && !text.contains("- a()"), "{text}");
         assert!(text.contains("must contain a tool call"), "{text}");
@@ -396,7 +409,7 @@ mod tests {
         assert!(named.single);
         assert!(named.reminder().contains("Call a tool now"));
         assert_eq!(
-            Plan::new(&tools, &ToolChoice::Named("zz".into()), None),
+            Plan::new(&tools, &ToolChoice::Named("zz".into()), None, default()),
             None
         );
     }

@@ -101,7 +101,7 @@ impl Upstream for Scripted {
         req: &conversation::Request,
         model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest> {
-        super::qwen::prepare(req, model, 0)
+        super::qwen::prepare(req, model, &super::qwen::Shaping::default())
     }
 
     fn follow_up(&self, turn: &Turn, answer: &str, correction: &str) -> Turn {

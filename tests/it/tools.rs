@@ -465,3 +465,28 @@ async fn a_call_made_three_times_already_is_questioned_once_then_passed_on() {
         "{second}"
     );
 }
+
+#[tokio::test]
+async fn tool_prompt_file_replaces_the_instructions() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tools.txt");
+    std::fs::write(
+        &file,
+        "Werkzeuge:{{TOOLS}}Regel: {{CHOICE}} / {{PARALLEL}}\nAufruf: <q2a:call name=\"…\">{…}</q2a:call>",
+    )
+    .unwrap();
+    let path = file.display().to_string();
+    let app = TestApp::with_accounts(1, &[("TOOL_PROMPT_FILE", &path)]).await;
+    assert_eq!(app.chat(ask(false)).await.status(), 200);
+    let prompt = prompt(&app);
+    assert!(
+        prompt.starts_with(
+            "system:Werkzeuge:\n- read_tool(limit?: integer, path: string): Reads a file.\n"
+        ),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("Regel: Call a tool when it helps with the task; otherwise answer in plain text. / You may make several calls"),
+        "{prompt}"
+    );
+}

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use super::error;
 pub use super::error::UpstreamError;
 pub use headers::{CallKind, Credentials};
-pub use prepare::{flatten, follow_up, offload_long_prompt, prepare};
+pub use prepare::{Shaping, flatten, follow_up, offload_long_prompt, prepare};
 pub use upstream::Qwen;
 
 use crate::config::{Secret, UpstreamConfig};

@@ -13,12 +13,29 @@ use crate::tools::{Plan, syntax};
 use crate::upstream::ResolvedModel;
 use crate::upstream::Turn;
 
-/// The turn for a conversation and its resolved model. `prompt_file_threshold`: see
-/// [`offload_long_prompt`].
+/// How conversations are shaped for the site, as configured.
+#[derive(Clone, Debug)]
+pub struct Shaping {
+    /// `PROMPT_FILE_THRESHOLD_KB` in bytes (0: never); see [`offload_long_prompt`].
+    pub prompt_file_threshold: usize,
+    /// The template of the tools' instructions (`TOOL_PROMPT_FILE`).
+    pub tool_template: Arc<str>,
+}
+
+impl Default for Shaping {
+    fn default() -> Self {
+        Self {
+            prompt_file_threshold: 0,
+            tool_template: crate::tools::plan::DEFAULT_TEMPLATE.into(),
+        }
+    }
+}
+
+/// The turn for a conversation and its resolved model.
 pub fn prepare(
     req: &conversation::Request,
     model: &ResolvedModel,
-    prompt_file_threshold: usize,
+    shaping: &Shaping,
 ) -> Result<Turn, InvalidRequest> {
     let (thinking, thinking_budget) = req
         .options
@@ -37,6 +54,7 @@ pub fn prepare(
             &req.options.tools,
             &req.options.tool_choice,
             req.options.parallel_tool_calls,
+            Arc::clone(&shaping.tool_template),
         )
         .map(|plan| Arc::new(plan.with_history(&req.messages)))
     };
@@ -69,7 +87,7 @@ pub fn prepare(
         reasoning_shown: req.options.reasoning_shown,
         tools,
     };
-    offload_long_prompt(&mut turn, prompt_file_threshold);
+    offload_long_prompt(&mut turn, shaping.prompt_file_threshold);
     Ok(turn)
 }
 
@@ -323,12 +341,15 @@ mod tests {
             media: Some(ChatType::ImageEdit),
         };
         let r = conv(vec![text(Role::User, "make it blue")]);
-        assert_eq!(prepare(&r, &model, 0).unwrap_err().code, "image_required");
+        assert_eq!(
+            prepare(&r, &model, &Shaping::default()).unwrap_err().code,
+            "image_required"
+        );
         let r = conv(vec![
             text(Role::Assistant, "![image](https://cdn/a.png)"),
             text(Role::User, "make it blue"),
         ]);
-        let turn = prepare(&r, &model, 0).unwrap();
+        let turn = prepare(&r, &model, &Shaping::default()).unwrap();
         assert_eq!(
             turn.attachments[0].source,
             MediaSource::Url("https://cdn/a.png".into())
@@ -346,7 +367,15 @@ mod tests {
             media: None,
         };
         let r = conv(vec![text(Role::User, &"x".repeat(100))]);
-        let turn = prepare(&r, &model, 10).unwrap();
+        let turn = prepare(
+            &r,
+            &model,
+            &Shaping {
+                prompt_file_threshold: 10,
+                ..Shaping::default()
+            },
+        )
+        .unwrap();
         assert_eq!(turn.prompt, PROMPT_FILE_INSTRUCTION);
         assert_eq!(turn.attachments[0].kind, MediaKind::Document);
     }

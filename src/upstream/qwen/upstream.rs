@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::payload::{self, FileEntry, Uploaded, WireFile};
 use super::stream::{self, DecodeOptions};
-use super::{QwenClient, files};
+use super::{QwenClient, Shaping, files};
 use crate::accounts::unix_ms;
 use crate::config::{Secret, StreamMode};
 use crate::conversation::{self, Blob, InvalidRequest, MediaKind, MediaSource};
@@ -20,20 +20,15 @@ use crate::upstream::{
 pub struct Qwen {
     client: Arc<QwenClient>,
     stream_mode: StreamMode,
-    /// `PROMPT_FILE_THRESHOLD_KB` in bytes (0: never).
-    prompt_file_threshold: usize,
+    shaping: Shaping,
 }
 
 impl Qwen {
-    pub fn new(
-        client: Arc<QwenClient>,
-        stream_mode: StreamMode,
-        prompt_file_threshold: usize,
-    ) -> Self {
+    pub fn new(client: Arc<QwenClient>, stream_mode: StreamMode, shaping: Shaping) -> Self {
         Self {
             client,
             stream_mode,
-            prompt_file_threshold,
+            shaping,
         }
     }
 
@@ -64,11 +59,11 @@ impl Upstream for Qwen {
         req: &conversation::Request,
         model: &ResolvedModel,
     ) -> Result<Turn, InvalidRequest> {
-        super::prepare::prepare(req, model, self.prompt_file_threshold)
+        super::prepare::prepare(req, model, &self.shaping)
     }
 
     fn follow_up(&self, turn: &Turn, answer: &str, correction: &str) -> Turn {
-        super::prepare::follow_up(turn, answer, correction, self.prompt_file_threshold)
+        super::prepare::follow_up(turn, answer, correction, self.shaping.prompt_file_threshold)
     }
 
     fn habits(&self) -> ChatHabits {
