@@ -12,7 +12,7 @@ use super::syntax::CALL_OPEN;
 use crate::conversation::{Message, Tool, ToolChoice};
 
 /// Tool names the site treats as its own built-in tools: a call to one is run (and refused)
-/// by the platform instead of reaching us (docs/upstream.md §9).
+/// by the platform instead of reaching us (docs/upstream.md §12).
 const BUILT_IN: &[&str] = &[
     "read",
     "write",
