@@ -113,3 +113,180 @@ async fn errors_reach_the_client_as_api_errors() {
         other => panic!("expected an API error, got {other:?}"),
     }
 }
+
+/// One turn of an agent: the text, the calls as `(id, name, arguments)` and the finish reason,
+/// put together from the chunks when streamed (by `index`, as an agent does).
+async fn turn(
+    app: &TestApp,
+    req: async_openai::types::chat::CreateChatCompletionRequest,
+    stream: bool,
+) -> (
+    String,
+    Vec<(String, String, String)>,
+    Option<async_openai::types::chat::FinishReason>,
+) {
+    use async_openai::types::chat::ChatCompletionMessageToolCalls;
+
+    if stream {
+        let mut events = client(app).chat().create_stream(req).await.unwrap();
+        let mut content = String::new();
+        let mut calls: Vec<(String, String, String)> = Vec::new();
+        let mut finish = None;
+        while let Some(chunk) = events.next().await {
+            let chunk = chunk.unwrap();
+            let Some(choice) = chunk.choices.into_iter().next() else {
+                continue;
+            };
+            content.push_str(choice.delta.content.as_deref().unwrap_or_default());
+            for c in choice.delta.tool_calls.unwrap_or_default() {
+                let i = c.index as usize;
+                if i == calls.len() {
+                    calls.push(Default::default());
+                }
+                let f = c.function.unwrap_or_default();
+                if let Some(id) = c.id {
+                    calls[i].0 = id;
+                }
+                calls[i].1.push_str(f.name.as_deref().unwrap_or_default());
+                calls[i]
+                    .2
+                    .push_str(f.arguments.as_deref().unwrap_or_default());
+            }
+            finish = choice.finish_reason.or(finish);
+        }
+        (content, calls, finish)
+    } else {
+        let resp = client(app).chat().create(req).await.unwrap();
+        let choice = resp.choices.into_iter().next().unwrap();
+        let calls = choice
+            .message
+            .tool_calls
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| match c {
+                ChatCompletionMessageToolCalls::Function(f) => {
+                    (f.id, f.function.name, f.function.arguments)
+                }
+                ChatCompletionMessageToolCalls::Custom(_) => panic!("a custom call"),
+            })
+            .collect();
+        (
+            choice.message.content.unwrap_or_default(),
+            calls,
+            choice.finish_reason,
+        )
+    }
+}
+
+/// A search tool and a file reader.
+fn agent_tools() -> Vec<async_openai::types::chat::ChatCompletionTools> {
+    use async_openai::types::chat::{ChatCompletionTool, ChatCompletionTools, FunctionObject};
+
+    [("grep", "pattern"), ("read_file", "path")]
+        .into_iter()
+        .map(|(name, param)| {
+            ChatCompletionTools::Function(ChatCompletionTool {
+                function: FunctionObject {
+                    name: name.into(),
+                    description: Some(format!("The {name} tool.")),
+                    parameters: Some(serde_json::json!({
+                        "type": "object", "required": [param],
+                        "properties": {param: {"type": "string"}}
+                    })),
+                    strict: None,
+                },
+            })
+        })
+        .collect()
+}
+
+/// An agent loop with tools: search, read, answer, streamed and not.
+#[tokio::test]
+async fn agent_loop_with_tools_streamed_and_not() {
+    use async_openai::types::chat::{
+        ChatCompletionMessageToolCall, ChatCompletionMessageToolCalls,
+        ChatCompletionRequestAssistantMessageArgs, ChatCompletionRequestMessage,
+        ChatCompletionRequestToolMessageArgs, FinishReason, FunctionCall,
+    };
+
+    let app = TestApp::with_accounts(1, &[]).await;
+    let tools = agent_tools();
+    for stream in [false, true] {
+        let turns: [&[&str]; 3] = [
+            &["<q2a:call name=\"grep\">{\"pattern\": \"fn main\"}</q2a:call>"],
+            &["Now the file. <q2a:call name=\"read_file\">{\"path\": \"src/main.rs\"}</q2a:call>"],
+            &["It is in src/main.rs."],
+        ];
+        for t in turns {
+            app.fake
+                .push_completion(None, Reply::sse(qwen_sse::fast_answer(t)));
+        }
+        let mut messages: Vec<ChatCompletionRequestMessage> = vec![
+            ChatCompletionRequestUserMessageArgs::default()
+                .content("Where is main?")
+                .build()
+                .unwrap()
+                .into(),
+        ];
+        let mut called = Vec::new();
+        let answer = loop {
+            let req = CreateChatCompletionRequestArgs::default()
+                .model("qwen3.7-plus")
+                .messages(messages.clone())
+                .tools(tools.clone())
+                .build()
+                .unwrap();
+            let (content, calls, finish) = turn(&app, req, stream).await;
+            if calls.is_empty() {
+                assert_eq!(finish, Some(FinishReason::Stop));
+                break content;
+            }
+            assert_eq!(finish, Some(FinishReason::ToolCalls));
+            assert_eq!(calls.len(), 1);
+            let (id, name, arguments) = calls[0].clone();
+            assert!(id.starts_with("call_"), "{id}");
+            called.push((name.clone(), arguments.clone()));
+            let mut assistant = ChatCompletionRequestAssistantMessageArgs::default();
+            if !content.is_empty() {
+                assistant.content(content);
+            }
+            messages.push(
+                assistant
+                    .tool_calls(vec![ChatCompletionMessageToolCalls::Function(
+                        ChatCompletionMessageToolCall {
+                            id: id.clone(),
+                            function: FunctionCall { name, arguments },
+                        },
+                    )])
+                    .build()
+                    .unwrap()
+                    .into(),
+            );
+            messages.push(
+                ChatCompletionRequestToolMessageArgs::default()
+                    .tool_call_id(id)
+                    .content("src/main.rs:1: fn main() {}")
+                    .build()
+                    .unwrap()
+                    .into(),
+            );
+        };
+        assert_eq!(answer, "It is in src/main.rs.");
+        assert_eq!(
+            called,
+            [
+                ("grep".to_owned(), r#"{"pattern":"fn main"}"#.to_owned()),
+                (
+                    "read_file".to_owned(),
+                    r#"{"path":"src/main.rs"}"#.to_owned()
+                ),
+            ]
+        );
+        let last = app.fake.completions().pop().unwrap().json.unwrap();
+        let prompt = last["messages"][0]["content"].as_str().unwrap();
+        assert!(
+            prompt.contains(";assistant:Now the file. \n<q2a:call name=\"read_file\">"),
+            "{prompt}"
+        );
+    }
+}
