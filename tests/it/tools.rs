@@ -490,3 +490,80 @@ async fn tool_prompt_file_replaces_the_instructions() {
         "{prompt}"
     );
 }
+
+/// Every syntax the parser accepts, and what stays text, through the server: streamed and not,
+/// with the upstream body cut into single bytes.
+#[tokio::test]
+async fn every_accepted_syntax_and_what_stays_text_cut_at_every_byte() {
+    let hermes = "<tool_call>{\"name\": \"grep\", \"arguments\": {\"pattern\": \"a\"}}\n{\"name\": \"read_tool\", \"arguments\": \"{\\\"path\\\": \\\"/b\\\"}\"}</tool_call>";
+    let coder = "<function=read_tool>\n<parameter=path>\n/c\n</parameter>\n<parameter=limit>\n5\n</parameter>\n</function>";
+    let fenced = "Like this:\n```\n<q2a:call name=\"grep\">{}</q2a:call>\n```\n";
+    let unknown = "<tool_call>{\"name\": \"web_search\", \"arguments\": {}}</tool_call>";
+    let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+        (
+            "ours, unclosed at the end",
+            "<q2a:call name=\"grep\">{'pattern': 'z',}",
+            &[("grep", r#"{"pattern":"z"}"#)],
+        ),
+        (
+            "hermes, two in one block",
+            hermes,
+            &[("grep", r#"{"pattern":"a"}"#), ("read", r#"{"path":"/b"}"#)],
+        ),
+        (
+            "qwen-coder",
+            coder,
+            &[("read", r#"{"limit":5,"path":"/c"}"#)],
+        ),
+        ("fenced", fenced, &[]),
+        ("not offered", unknown, &[]),
+    ];
+    let app = TestApp::with_accounts(1, &[]).await;
+    for (what, answer, expected) in cases {
+        for stream in [false, true] {
+            let reply = Reply::sse_with(qwen_sse::fast_answer(&[answer]), Split::Every(1));
+            app.fake.push_completion(None, reply);
+            let resp = app.chat(ask(stream)).await;
+            assert_eq!(resp.status(), 200, "{what}");
+            let (text, calls) = if stream {
+                let chunks = sse_json(&resp.text().await.unwrap());
+                let calls: Vec<(String, String)> = streamed_calls(&chunks)
+                    .chunks(2)
+                    .map(|c| {
+                        let name = c[0]["function"]["name"].as_str().unwrap().to_owned();
+                        let args = c[1]["function"]["arguments"].as_str().unwrap().to_owned();
+                        (name, args)
+                    })
+                    .collect();
+                (streamed_text(&chunks), calls)
+            } else {
+                let v: Value = resp.json().await.unwrap();
+                let m = &v["choices"][0]["message"];
+                let calls = m["tool_calls"]
+                    .as_array()
+                    .map(|calls| {
+                        calls
+                            .iter()
+                            .map(|c| {
+                                let f = &c["function"];
+                                (
+                                    f["name"].as_str().unwrap().to_owned(),
+                                    f["arguments"].as_str().unwrap().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (m["content"].as_str().unwrap_or_default().to_owned(), calls)
+            };
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(n, a)| ((*n).to_owned(), (*a).to_owned()))
+                .collect();
+            assert_eq!(calls, expected, "{what}, stream {stream}");
+            if expected.is_empty() {
+                assert_eq!(text, answer, "{what}, stream {stream}");
+            }
+        }
+    }
+}
