@@ -491,6 +491,9 @@ async fn tool_prompt_file_replaces_the_instructions() {
     );
 }
 
+/// A case: what it shows, the model's answer, and the calls expected as `(name, arguments)`.
+type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+
 /// Every syntax the parser accepts, and what stays text, through the server: streamed and not,
 /// with the upstream body cut into single bytes.
 #[tokio::test]
@@ -499,7 +502,7 @@ async fn every_accepted_syntax_and_what_stays_text_cut_at_every_byte() {
     let coder = "<function=read_tool>\n<parameter=path>\n/c\n</parameter>\n<parameter=limit>\n5\n</parameter>\n</function>";
     let fenced = "Like this:\n```\n<q2a:call name=\"grep\">{}</q2a:call>\n```\n";
     let unknown = "<tool_call>{\"name\": \"web_search\", \"arguments\": {}}</tool_call>";
-    let cases: [(&str, &str, &[(&str, &str)]); 5] = [
+    let cases: [Case; 5] = [
         (
             "ours, unclosed at the end",
             "<q2a:call name=\"grep\">{'pattern': 'z',}",
