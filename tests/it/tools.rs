@@ -492,7 +492,11 @@ async fn tool_prompt_file_replaces_the_instructions() {
 }
 
 /// A case: what it shows, the model's answer, and the calls expected as `(name, arguments)`.
-type Case = (&'static str, &'static str, &'static [(&'static str, &'static str)]);
+type Case = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
 
 /// Every syntax the parser accepts, and what stays text, through the server: streamed and not,
 /// with the upstream body cut into single bytes.
