@@ -199,6 +199,9 @@ impl Reader {
             None
         } else if self.trouble.is_some() {
             self.trouble
+        } else if is_refusal(&self.raw) {
+            // The refusal came in pieces, each too short to tell.
+            Some(Shortfall::Intercepted)
         } else if !self.saw_text {
             Some(Shortfall::Empty)
         } else if self.reading.plan.choice != Choice::Auto {
@@ -295,9 +298,22 @@ impl Reader {
     }
 }
 
-/// The site's words when it took a call for one of its own tools (docs/upstream.md §12).
+/// The site's words when it took a call for one of its own tools (docs/upstream.md §12): a
+/// line `Tool NAME does not exists.` (or `exist`).
 fn is_refusal(text: &str) -> bool {
-    text.contains("Tool ") && (text.contains("does not exists") || text.contains("does not exist"))
+    text.lines().any(|line| {
+        let Some(rest) = line.trim().strip_prefix("Tool ") else {
+            return false;
+        };
+        let Some((name, tail)) = rest.split_once(' ') else {
+            return false;
+        };
+        !name.is_empty()
+            && matches!(
+                tail.trim_end_matches('.'),
+                "does not exists" | "does not exist"
+            )
+    })
 }
 
 /// `call_` and 24 random characters.
@@ -470,6 +486,16 @@ mod tests {
         let (out, verdict) = read_all(&reading, &["I would rather talk."]);
         assert_eq!(verdict.shortfall, Some(Shortfall::NoCall));
         assert_eq!(out, answer([], Finish::Stop));
+    }
+
+    #[test]
+    fn only_the_sites_own_words_are_a_refusal() {
+        assert!(is_refusal("Tool read does not exists."));
+        assert!(is_refusal("Sure.\nTool web_search does not exist"));
+        assert!(!is_refusal("The Tool class does not exist in this code."));
+        assert!(!is_refusal(
+            "Tool read does not exists in my list, so I answer."
+        ));
     }
 
     #[test]
