@@ -1,6 +1,7 @@
 //! qwen2api: an OpenAI-compatible gateway to the Qwen web chat through the user's own accounts.
 
 pub mod accounts;
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod body;
@@ -12,7 +13,6 @@ pub mod event_loop;
 pub mod fuzzing;
 pub mod keys;
 pub mod media;
-pub mod memory;
 pub mod openai;
 pub mod proxy;
 pub mod reload;

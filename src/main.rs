@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use qwen2api::reload::{self, Reloader};
-use qwen2api::{AppState, Config, app, config, event_loop, memory, telemetry};
+use qwen2api::{AppState, Config, allocator, app, config, event_loop, telemetry};
 
 const HELP: &str = "\
 qwen2api: an OpenAI-compatible API over your own Qwen web-chat accounts (chat.qwen.ai)
@@ -129,7 +129,7 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
         }
     };
     let _watcher = reload::watch(&state);
-    tokio::spawn(memory::release_when_quiet());
+    tokio::spawn(allocator::release_when_quiet());
     let Some(listener) = bind(listen).await else {
         return ExitCode::FAILURE;
     };
