@@ -13,10 +13,10 @@ pub mod upstream; // the Upstream trait; chat.qwen.ai behind it in upstream/qwen
 
 // Rooms beside it.
 pub mod accounts; // upstream accounts: pool, sign-in, health, pacing
+pub mod allocator; // giving freed memory back to the system after bursts
 pub mod config; // the typed configuration tree, read from the environment
 pub mod keys; // API keys and the usage counted for each
 pub mod media; // attachments, /v1/files storage, remote fetches, video jobs
-pub mod memory; // giving freed memory back to the system after bursts
 pub mod reload; // re-reading the configuration at runtime (.env watch, /api/reloadConfig)
 pub mod store; // persistence: sqlite (default), redis, or memory
 pub mod telemetry; // logging: subscriber and the request log line

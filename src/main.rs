@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use qwen2api::reload::{self, Reloader};
 use qwen2api::server::{self, event_loop};
-use qwen2api::{AppState, Config, config, memory, telemetry};
+use qwen2api::{AppState, Config, allocator, config, telemetry};
 
 const HELP: &str = "\
 qwen2api: an OpenAI-compatible API over your own Qwen web-chat accounts (chat.qwen.ai)
@@ -130,7 +130,7 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
         }
     };
     let _watcher = reload::watch(&state);
-    tokio::spawn(memory::release_when_quiet());
+    tokio::spawn(allocator::release_when_quiet());
     let Some(listener) = bind(listen).await else {
         return ExitCode::FAILURE;
     };

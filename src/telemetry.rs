@@ -39,7 +39,7 @@ pub async fn log_requests(req: Request, next: Next) -> Response {
         .to_owned();
     let span = tracing::info_span!("request", method = %req.method(), route = %route);
     let started = Instant::now();
-    let open = crate::memory::Open::start();
+    let open = crate::allocator::Open::start();
     async move {
         let resp = next.run(req).await.map(|body| open.hold(body));
         let status = resp.status().as_u16();

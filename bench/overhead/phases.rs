@@ -102,7 +102,7 @@ pub async fn hold(
     settle(fake).await;
     let peak_release_kib = sampler.stop();
     // With the client connections closed and quiet, qwen2api gives freed memory back
-    // (`src/memory.rs`).
+    // (`src/allocator.rs`).
     drop(driver);
     tokio::time::sleep(AFTER_QUIET).await;
     let after_kib = proxy.rss_kib()?;

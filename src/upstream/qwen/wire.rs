@@ -18,7 +18,7 @@ pub struct Frame<'a> {
     pub created: Option<Created>,
     #[serde(default, borrow)]
     pub choices: Choices<'a>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub response_id: Option<Cow<'a, str>>,
     pub usage: Option<WireUsage>,
     /// Present (false) on business errors sent inside the stream.
@@ -51,11 +51,11 @@ pub struct FrameChoice<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct WireDelta<'a> {
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub role: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed")]
     pub content: Option<Cow<'a, str>>,
     #[serde(default)]
     pub phase: Option<Phase>,
@@ -223,6 +223,15 @@ pub struct SignIn {
     pub token: Option<String>,
 }
 
+/// An optional string borrowed from the payload when it has no escapes. serde borrows a bare
+/// `Cow<str>` field marked `borrow`, but an `Option<Cow<str>>` is always read as an owned
+/// `String`: one allocation per field per token event.
+fn borrowed<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
+}
+
 fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     Ok(match Option::<Value>::deserialize(d)? {
         Some(Value::String(s)) => Some(s),
@@ -252,6 +261,23 @@ mod tests {
         let f: Frame = serde_json::from_str(r#"{"choices": [{"delta": {"phase": "video_gen", "status": "queued", "new_field": 1}}]}"#).unwrap();
         assert_eq!(f.choices[0].delta.phase, Some(Phase::Unknown));
         assert_eq!(f.choices[0].delta.status, Some(Status::Unknown));
+    }
+
+    #[test]
+    fn token_text_is_borrowed_unless_escaped() {
+        let f = Frame::parse(
+            r#"{"choices": [{"delta": {"content": "Hi", "role": "assistant", "name": null}}], "response_id": "r"}"#,
+        )
+        .unwrap();
+        let delta = &f.choices[0].delta;
+        assert!(matches!(delta.content, Some(Cow::Borrowed("Hi"))));
+        assert!(matches!(delta.role, Some(Cow::Borrowed("assistant"))));
+        assert!(delta.name.is_none());
+        assert!(matches!(f.response_id, Some(Cow::Borrowed("r"))));
+        let f = Frame::parse(r#"{"choices": [{"delta": {"content": "a\nb"}}]}"#).unwrap();
+        assert!(matches!(&f.choices[0].delta.content, Some(Cow::Owned(s)) if s == "a\nb"));
+        let f = Frame::parse(r#"{"choices": [{"delta": {}}]}"#).unwrap();
+        assert!(f.choices[0].delta.content.is_none() && f.response_id.is_none());
     }
 
     #[test]

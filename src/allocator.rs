@@ -2,8 +2,14 @@
 //! moment after serving many, asks the allocator to give freed memory back to the system.
 //!
 //! glibc keeps what a thread freed in that thread's arena and returns only the top of each
-//! heap, so after a burst of concurrent requests the process stayed at its peak (45 MB instead
-//! of 25 MB after 256 concurrent requests in the benchmark) until the next burst reused it.
+//! heap, so after a burst of concurrent requests the process stays near its peak until the
+//! next burst reuses it. Kept by measurement (`bench/run --memory`, 1,000 streams held then
+//! released, three runs each, one sitting, 2026-12-04; bench/RESULTS.md): RSS 2 s after the
+//! burst was 28–32 MiB with this release, 156–178 MiB without it, and glibc's own settings
+//! did not help (`MALLOC_ARENA_MAX=2`: 143–186 MiB, `=1`: 174–184 MiB,
+//! `trim_threshold=128 KiB`: 164–177 MiB: the freed memory is spread through the heaps, not
+//! at their tops). mimalloc instead of glibc was worse on every figure (idle 21 MiB instead
+//! of 11, 92 KiB per open stream instead of 61, 96–277 MiB after the burst).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -120,7 +126,10 @@ fn resident_kib() -> Option<u64> {
 
 /// Asks glibc to give its arenas' free pages back (`malloc_trim(0)`); true if any were.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[expect(unsafe_code, reason = "malloc_trim is a foreign call; see SAFETY")]
+#[expect(
+    unsafe_code,
+    reason = "malloc_trim has no safe wrapper; the measured release after a burst needs it"
+)]
 fn release_freed() -> bool {
     // SAFETY: malloc_trim takes no pointers and touches only glibc's own free lists, under
     // the arena locks every other allocator call takes too.
