@@ -243,13 +243,10 @@ impl Reader {
                         // Asked again first; after that, a strict tool's call is an error and
                         // another is passed on as written (the client's tool will say).
                         if !self.reading.last_round || strict {
-                            self.problem.get_or_insert_with(|| {
-                                (Shortfall::Invalid, format!(
-                                    "Your call of {} had arguments that do not fit its parameters: {problems}. Send that call again, with arguments that fit the tool's parameters.",
-                                    call.name
-                                ))
-                            });
-                            self.holding = true;
+                            self.fall_short(Shortfall::Invalid, || format!(
+                                "Your call of {} had arguments that do not fit its parameters: {problems}. Send that call again, with arguments that fit the tool's parameters.",
+                                call.name
+                            ));
                             continue;
                         }
                     }
@@ -258,13 +255,10 @@ impl Reader {
                         && let Some(times) = self.reading.plan.repeats(&name, &arguments)
                     {
                         tracing::info!(tool = %name, times, "the model repeats a call");
-                        self.problem.get_or_insert_with(|| {
-                            (Shortfall::Repeated, format!(
-                                "You already called {} with exactly these arguments {times} times, and its result is above each time. Do not repeat that call: use the results you have, call another tool or the same tool with other arguments, or answer.",
-                                call.name
-                            ))
-                        });
-                        self.holding = true;
+                        self.fall_short(Shortfall::Repeated, || format!(
+                            "You already called {} with exactly these arguments {times} times, and its result is above each time. Do not repeat that call: use the results you have, call another tool or the same tool with other arguments, or answer.",
+                            call.name
+                        ));
                         continue;
                     }
                     // A call: what was held is said before it, and text flows from here on.
@@ -287,6 +281,13 @@ impl Reader {
             }
         }
         out
+    }
+
+    /// A call that is not passed on: the first such call's correction is kept for the
+    /// corrective round, and what follows is held back.
+    fn fall_short(&mut self, kind: Shortfall, correction: impl FnOnce() -> String) {
+        self.problem.get_or_insert_with(|| (kind, correction()));
+        self.holding = true;
     }
 
     fn give(&mut self, out: &mut Vec<AnswerEvent>, ev: AnswerEvent) {
