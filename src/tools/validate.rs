@@ -7,8 +7,9 @@ use serde_json::{Map, Value};
 /// Coerces `args` toward `schema`, then checks them; the problems found, each naming where.
 pub fn check(schema: &Value, strict: bool, args: &mut Map<String, Value>) -> Result<(), String> {
     coerce(schema, args);
-    let mut schema = schema.clone();
-    if strict && let Value::Object(s) = &mut schema {
+    // Only a strict check needs a schema of its own.
+    let mut schema = std::borrow::Cow::Borrowed(schema);
+    if strict && let Value::Object(s) = schema.to_mut() {
         s.entry("additionalProperties")
             .or_insert(Value::Bool(false));
     }
