@@ -3,6 +3,7 @@
 //! prompt the size of Claude Code's smallest request (78 KB). `cargo bench --bench tokens`
 //! (`-- --quick` for few rounds).
 
+use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -17,9 +18,10 @@ fn claude_code_sized_prompt() -> String {
     prompt.push_str(include_str!("../docs/configuration.md"));
     prompt.push_str(include_str!("../docs/accounts.md"));
     for i in 0..24 {
-        prompt.push_str(&format!(
+        let _ = write!(
+            prompt,
             r#"{{"name":"Tool{i}","description":"Runs step {i} in the workspace and returns its output as text.","input_schema":{{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","properties":{{"file_path":{{"type":"string","description":"The absolute path to the file to modify"}},"old_string":{{"type":"string","description":"The text to replace"}},"new_string":{{"type":"string","description":"The text to replace it with (must be different from old_string)"}},"replace_all":{{"type":"boolean","default":false,"description":"Replace all occurences of old_string (default false)"}}}},"required":["file_path","old_string","new_string"],"additionalProperties":false}}}}"#
-        ));
+        );
     }
     let mut end = 78_000.min(prompt.len());
     while !prompt.is_char_boundary(end) {
@@ -103,7 +105,8 @@ fn main() {
         "tokens: the {} byte prompt ({total} tokens, {:.2} bytes a token) counted again: \
          {per:.2} ms a count ({rounds} rounds)",
         prompt.len(),
-        prompt.len() as f64 / total as f64
+        f64::from(u32::try_from(prompt.len()).unwrap_or(u32::MAX))
+            / f64::from(u32::try_from(total).unwrap_or(u32::MAX))
     );
     let (rss_end, peak_end) = rss_kib();
     println!("tokens: RSS at the end {rss_end} KiB, peak {peak_end} KiB");
