@@ -20,6 +20,7 @@ pub mod media; // attachments, /v1/files storage, remote fetches, video jobs
 pub mod reload; // re-reading the configuration at runtime (.env watch, /api/reloadConfig)
 pub mod store; // persistence: sqlite (default), redis, or memory
 pub mod telemetry; // logging: subscriber and the request log line
+pub mod tokens; // token counts with Qwen's BPE, for count_tokens and the max_tokens cut
 pub mod tools; // tool calling over a web chat: the call syntax, reading calls, their checks
 
 /// Entry points for `fuzz/` and the test that replays its corpus.
