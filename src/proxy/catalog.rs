@@ -37,6 +37,10 @@ const MEDIA_SUFFIXES: &[(&str, ChatType)] = &[
 ];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent capabilities the upstream lists, not states"
+)]
 pub struct ModelEntry {
     pub id: String,
     pub created: u64,
@@ -507,6 +511,10 @@ mod tests {
             .map(|r| (r.upstream_id, r.thinking, r.search))
     }
 
+    #[expect(
+        clippy::unnecessary_wraps,
+        reason = "the expected side of comparisons with `to`"
+    )]
     fn ok(id: &str, thinking: bool, search: bool) -> Option<(String, bool, bool)> {
         Some((id.to_owned(), thinking, search))
     }
