@@ -1,6 +1,7 @@
 //! The typed configuration tree, read once from the environment (and `.env`) and validated at start.
 
 mod accounts;
+mod aliases;
 mod lifecycle;
 mod media;
 pub mod parse;
@@ -16,6 +17,7 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
+pub use aliases::ModelAliases;
 pub use lifecycle::{AuthMode, LifecycleConfig, StoreConfig};
 pub use media::MediaConfig;
 pub use parse::Vars;
@@ -129,8 +131,13 @@ pub struct OutputConfig {
 pub struct ModelsConfig {
     pub simple_map: bool,
     pub cache_ttl: Duration,
-    /// Extra model ids and the upstream ids they stand for.
-    pub aliases: BTreeMap<String, String>,
+    /// Extra model ids and patterns, and the ids they stand for.
+    pub aliases: ModelAliases,
+    /// `ANTHROPIC_DEFAULT_MODEL`: what Claude names other than Haiku stand for (else chosen
+    /// from the model list).
+    pub anthropic_default_model: Option<String>,
+    /// `ANTHROPIC_SMALL_MODEL`: what Claude Haiku names stand for (else chosen from the list).
+    pub anthropic_small_model: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -253,7 +260,9 @@ impl Config {
         let models = ModelsConfig {
             simple_map: bool_or(src, "SIMPLE_MODEL_MAP", false)?,
             cache_ttl: seconds_or(src, "MODELS_CACHE_TTL", 3600.0)?,
-            aliases: aliases(src)?,
+            aliases: aliases::aliases(src)?,
+            anthropic_default_model: src.get("ANTHROPIC_DEFAULT_MODEL"),
+            anthropic_small_model: src.get("ANTHROPIC_SMALL_MODEL"),
         };
         let pacing = lifecycle::pacing(src)?;
         let pool = PoolConfig {
@@ -408,30 +417,6 @@ fn extra_headers(src: &dyn Vars) -> Result<Vec<(HeaderName, Option<HeaderValue>)
         .collect()
 }
 
-fn aliases(src: &dyn Vars) -> Result<BTreeMap<String, String>, ConfigError> {
-    let Some(raw) = src.get("MODEL_ALIASES") else {
-        return Ok(BTreeMap::new());
-    };
-    let map: BTreeMap<String, String> = serde_json::from_str(&raw).map_err(|_| {
-        ConfigError::invalid(
-            "MODEL_ALIASES",
-            r#"a JSON object of model ids, e.g. {"gpt-4o":"qwen3.7-plus"}"#,
-            &raw,
-        )
-    })?;
-    if let Some((k, _)) = map
-        .iter()
-        .find(|(k, v)| k.trim().is_empty() || v.trim().is_empty())
-    {
-        return Err(ConfigError::invalid(
-            "MODEL_ALIASES",
-            "non-empty ids on both sides",
-            k,
-        ));
-    }
-    Ok(map)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,6 +463,33 @@ mod tests {
     }
 
     #[test]
+    fn claude_model_overrides_are_read_as_written() {
+        let c = Config::from_vars(&src(&[("API_KEY", "k")])).unwrap();
+        assert_eq!(c.models.anthropic_default_model, None);
+        assert_eq!(c.models.anthropic_small_model, None);
+        assert!(c.models.aliases.is_empty());
+        let c = Config::from_vars(&src(&[
+            ("API_KEY", "k"),
+            ("ANTHROPIC_DEFAULT_MODEL", " qwen3.8-max-thinking "),
+            ("ANTHROPIC_SMALL_MODEL", "Not-Listed-Yet"),
+            ("MODEL_ALIASES", "claude-*haiku*=qwen3.7-flash"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.models.anthropic_default_model.as_deref(),
+            Some("qwen3.8-max-thinking")
+        );
+        assert_eq!(
+            c.models.anthropic_small_model.as_deref(),
+            Some("Not-Listed-Yet")
+        );
+        assert_eq!(
+            c.models.aliases.pattern("claude-haiku-4-5"),
+            Some("qwen3.7-flash")
+        );
+    }
+
+    #[test]
     fn no_key_refuses_to_start() {
         let err = Config::from_vars(&src(&[])).unwrap_err();
         assert_eq!(err.var, "API_KEY");
@@ -507,7 +519,7 @@ mod tests {
             ("LISTEN_ADDRESS", "everywhere"),
             ("SEARCH_INFO_MODE", "html"),
             ("QWEN_EXTRA_HEADERS", "[1]"),
-            ("MODEL_ALIASES", "gpt-4o=qwen"),
+            ("MODEL_ALIASES", "gpt-4o"),
             ("RETRY_COUNT", "0"),
             ("SSE_KEEPALIVE_SECONDS", "0"),
             ("QWEN_BASE_URL", "chat.qwen.ai"),

@@ -920,7 +920,7 @@ pub(super) fn play(reply: Reply, inner: Arc<Inner>) -> BoxFuture<'static, Respon
 }
 
 /// One model object in the §4.2 shape.
-fn model(
+pub fn model(
     id: &str,
     name: &str,
     thinking: bool,
