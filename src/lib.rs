@@ -4,6 +4,7 @@
 //! other modules are rooms beside that path. docs/development.md has the map.
 
 // The request path: server → api → openai → conversation → proxy → upstream.
+pub mod anthropic; // the Anthropic Messages surface: wire types and their translation
 pub mod api; // routes, auth, extractors, thin handlers
 pub mod conversation; // the neutral model every surface translates into and out of
 pub mod openai; // the OpenAI chat surface: wire types and their translation

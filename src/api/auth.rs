@@ -1,4 +1,4 @@
-//! Bearer-key middleware: `/v1` takes any known key (or, in passthrough mode, a Qwen token);
+//! Key middleware (`Authorization: Bearer` or `x-api-key`): `/v1` takes any known key (or, in passthrough mode, a Qwen token);
 //! the admin API takes only the admin key. Keys are compared in constant time.
 
 use axum::extract::{Request, State};
@@ -19,14 +19,17 @@ pub struct Identity {
     pub passthrough: Option<Secret>,
 }
 
+/// The key a request presents: `Authorization: Bearer <key>`, or Anthropic's `x-api-key`.
 fn bearer(req: &Request) -> Option<&str> {
-    req.headers()
+    let headers = req.headers();
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim)
         .filter(|k| !k.is_empty())
 }

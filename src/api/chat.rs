@@ -81,7 +81,7 @@ pub async fn respond(
         Answer::Stream(events) => {
             let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
             let enc = StreamEncoder::new(id, created, req.model, format, include_usage, sources);
-            sse::response(sse_events(events, enc), out.keepalive)
+            sse::response(sse_events(events, enc), out.keepalive, sse::keep_alive())
         }
         Answer::Whole(events) => {
             let mut agg = Aggregate::new(sources);

@@ -8,6 +8,7 @@ mod files;
 mod health;
 mod images;
 mod json;
+mod messages;
 mod models;
 mod multipart;
 mod shed;
@@ -36,6 +37,8 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
     let server = &state.config().server;
     let mut v1 = Router::new()
         .route("/v1/chat/completions", post(chat::completions))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::one))
         .route("/v1/images/generations", post(images::generations))
@@ -94,6 +97,9 @@ pub fn finish(routes: Router<AppState>, state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // Outside every layer that can fail a request, so each error of an Anthropic request
+        // is written in Anthropic's envelope.
+        .layer(middleware::from_fn(messages::errors))
         .with_state(state);
     // Outermost, so that a browser's preflight (which carries no key) is answered.
     match cors {
@@ -126,6 +132,9 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-reasoning-format"),
+                HeaderName::from_static("x-api-key"),
+                HeaderName::from_static("anthropic-version"),
+                HeaderName::from_static("anthropic-beta"),
             ])
             .expose_headers([
                 header::RETRY_AFTER,

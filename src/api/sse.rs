@@ -11,10 +11,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, BytesMut};
 use futures::{FutureExt, Stream, StreamExt};
 
-/// One SSE event: a `data:` line or a comment.
+/// One SSE event: a `data:` line, a named event, or a comment.
 pub enum SseEvent {
     /// `data: <payload>` (the payload never holds a newline: it is compact JSON or `[DONE]`).
     Data(String),
+    /// `event: <name>` and `data: <payload>` (Anthropic's streams name every event).
+    Named(&'static str, String),
     /// `: <text>`.
     Comment(&'static str),
 }
@@ -24,6 +26,12 @@ impl SseEvent {
         match self {
             SseEvent::Data(d) => {
                 buf.put_slice(b"data: ");
+                buf.put_slice(d.as_bytes());
+            }
+            SseEvent::Named(name, d) => {
+                buf.put_slice(b"event: ");
+                buf.put_slice(name.as_bytes());
+                buf.put_slice(b"\ndata: ");
                 buf.put_slice(d.as_bytes());
             }
             SseEvent::Comment(c) => {
@@ -99,8 +107,9 @@ fn yield_once() -> impl std::future::Future<Output = ()> {
 }
 
 /// A `text/event-stream` response from batches of events. Batches that are ready together go
-/// out as one write; after `keepalive` of silence a keep-alive comment is sent.
-pub fn response<S, B>(batches: S, keepalive: Duration) -> Response
+/// out as one write; after `keepalive` of silence, `idle` is sent (a keep-alive comment, or the
+/// surface's own ping event).
+pub fn response<S, B>(batches: S, keepalive: Duration, idle: SseEvent) -> Response
 where
     S: Stream<Item = B> + Send + 'static,
     B: IntoIterator<Item = SseEvent> + Send + 'static,
@@ -129,7 +138,7 @@ where
                     }
                 }
                 () = &mut silence => {
-                    KEEP_ALIVE.write_to(&mut buf);
+                    idle.write_to(&mut buf);
                     silence.as_mut().reset(tokio::time::Instant::now() + keepalive);
                     yield Ok(buf.split().freeze());
                 }
@@ -191,7 +200,7 @@ mod tests {
 
     /// The body's writes, as sent.
     async fn writes(source: impl Stream<Item = Vec<SseEvent>> + Send + 'static) -> Vec<String> {
-        let body = response(source, Duration::from_secs(600)).into_body();
+        let body = response(source, Duration::from_secs(600), super::keep_alive()).into_body();
         body.into_data_stream()
             .map(|chunk| String::from_utf8(chunk.unwrap().to_vec()).unwrap())
             .collect()

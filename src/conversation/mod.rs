@@ -3,6 +3,8 @@
 //! translates into it and out of it; the proxy and every upstream see only these types. No IO,
 //! and no type of any client surface or upstream.
 
+pub mod cut;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -69,6 +69,19 @@ impl MediaInput<'_> {
                 FileInput::Data { data, filename } => (None, data, filename),
             },
         };
+        self.url(url, want, filename, param).await.map(Some)
+    }
+
+    /// Media named by a URL: a `data:` URI decoded, or an http(s) URL fetched
+    /// (`FETCH_REMOTE_MEDIA=true`) or passed on as is. `want`: the kind the part promised
+    /// (`None`: any, from the data's type).
+    pub async fn url(
+        &self,
+        url: String,
+        want: Option<MediaKind>,
+        filename: Option<String>,
+        param: &str,
+    ) -> Result<Media, InvalidRequest> {
         let attachment = if url.starts_with("data:") {
             let d = datauri::parse(&url, self.max_bytes)
                 .map_err(|e| data_error(&e, param, self.max_bytes))?;
@@ -109,11 +122,34 @@ impl MediaInput<'_> {
                 "invalid_value",
             ));
         };
-        Ok(Some(attachment))
+        Ok(attachment)
     }
 }
 
 impl MediaInput<'_> {
+    /// A plain-text document given inline, as a `text/plain` file.
+    pub fn text_document(
+        &self,
+        text: &str,
+        filename: Option<String>,
+        param: &str,
+    ) -> Result<Media, InvalidRequest> {
+        if text.len() > self.max_bytes {
+            return Err(InvalidRequest::new(
+                format!("the document is larger than {} bytes", self.max_bytes),
+                param,
+                "media_too_large",
+            ));
+        }
+        blob_attachment(
+            Bytes::copy_from_slice(text.as_bytes()),
+            "text/plain".to_owned(),
+            filename.or_else(|| Some("document.txt".to_owned())),
+            Some(MediaKind::Document),
+            param,
+        )
+    }
+
     /// An `input_audio` part: base64 `data` and a `format` (wav when absent).
     fn audio(&self, input_audio: &Value, param: &str) -> Result<Media, InvalidRequest> {
         let data = input_audio

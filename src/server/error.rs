@@ -1,5 +1,6 @@
 //! `AppError`: every way a request to our API can fail, each with one status, rendered as the
-//! OpenAI error envelope (and as the same envelope inside a stream that has already begun).
+//! OpenAI error envelope (and as the same envelope inside a stream that has already begun), or
+//! as Anthropic's for requests on its surface.
 
 use std::time::Duration;
 
@@ -63,8 +64,9 @@ impl From<PrepareError> for AppError {
     }
 }
 
-/// An error as it is shown to clients.
-#[derive(Debug)]
+/// An error as it is shown to clients. Every error response carries it as an extension, so a
+/// surface with its own envelope (Anthropic's) can write it again.
+#[derive(Clone, Debug)]
 pub struct Rendered {
     pub status: StatusCode,
     pub kind: &'static str,
@@ -99,6 +101,42 @@ impl Rendered {
                 kind: self.kind,
                 param: self.param.as_deref(),
                 code: self.code,
+            },
+        };
+        serde_json::to_string(&env).expect("error envelopes always serialize")
+    }
+
+    /// Anthropic's status and error type: 529 `overloaded_error` when no account can take the
+    /// request (none usable, a WAF challenge, load shed), other server-side failures 500
+    /// `api_error`.
+    pub fn anthropic_status(&self) -> (StatusCode, &'static str) {
+        use StatusCode as S;
+        let overloaded = matches!(
+            self.code,
+            Some("server_overloaded" | "no_available_account" | "upstream_challenge")
+        );
+        match self.status {
+            S::UNAUTHORIZED => (S::UNAUTHORIZED, "authentication_error"),
+            S::FORBIDDEN => (S::FORBIDDEN, "permission_error"),
+            S::NOT_FOUND => (S::NOT_FOUND, "not_found_error"),
+            S::PAYLOAD_TOO_LARGE => (S::PAYLOAD_TOO_LARGE, "request_too_large"),
+            S::TOO_MANY_REQUESTS => (S::TOO_MANY_REQUESTS, "rate_limit_error"),
+            _ if overloaded => (
+                S::from_u16(529).expect("529 is a valid status"),
+                "overloaded_error",
+            ),
+            s if s.is_server_error() => (S::INTERNAL_SERVER_ERROR, "api_error"),
+            s => (s, "invalid_request_error"),
+        }
+    }
+
+    /// Anthropic's `{"type":"error","error":{"type","message"}}` JSON.
+    pub fn anthropic_body(&self) -> String {
+        let env = crate::anthropic::ErrorEnvelope {
+            kind: "error",
+            error: crate::anthropic::ErrorBody {
+                kind: self.anthropic_status().1,
+                message: &self.message,
             },
         };
         serde_json::to_string(&env).expect("error envelopes always serialize")
@@ -147,7 +185,8 @@ impl AppError {
                 S::UNAUTHORIZED,
                 "authentication_error",
                 "invalid_api_key",
-                "Missing or invalid API key. Send it as `Authorization: Bearer <key>`.".to_owned(),
+                "Missing or invalid API key. Send it as `Authorization: Bearer <key>` or `x-api-key: <key>`."
+                    .to_owned(),
             ),
             AppError::Forbidden => Rendered::new(
                 S::FORBIDDEN,
@@ -393,6 +432,7 @@ impl IntoResponse for AppError {
         }
         // Carried to the logging middleware, which logs each error once.
         resp.extensions_mut().insert(LoggedError(format!("{self}")));
+        resp.extensions_mut().insert(r);
         resp
     }
 }
