@@ -62,7 +62,7 @@ pub async fn create(
     let head = Head {
         id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
         model: req.model.clone(),
-        input_estimate: prompt_tokens(&turn),
+        input_estimate: prompt_tokens(&turn).await,
         sources: out.search_info_mode,
     };
     let cut = Cut::new(
@@ -111,7 +111,7 @@ pub async fn count_tokens(
     let translated = anthropic::to_conversation(&req, Vec::new(), anthropic::wants_thinking(&req));
     let turn = state.proxy().prepare(&translated.conversation, &model)?;
     Ok(axum::Json(TokenCount {
-        input_tokens: prompt_tokens(&turn),
+        input_tokens: prompt_tokens(&turn).await,
     }))
 }
 
@@ -133,16 +133,26 @@ fn session_header(headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Prompts up to this size are counted on the event loop (well under a millisecond).
+const COUNT_INLINE_BYTES: usize = 16 * 1024;
+
 /// The tokens of the prompt as it is sent: the message, and the prompt file when a long prompt
-/// goes as one (docs/token-counting.md).
-fn prompt_tokens(turn: &Turn) -> u64 {
-    let files = turn.attachments.iter().filter_map(|m| match &m.source {
+/// goes as one (docs/token-counting.md). The first count builds the tokenizer (70–100 ms) and a
+/// long prompt takes milliseconds: both are counted off the event loop.
+async fn prompt_tokens(turn: &Turn) -> u64 {
+    let mut texts = vec![turn.prompt.clone()];
+    texts.extend(turn.attachments.iter().filter_map(|m| match &m.source {
         crate::conversation::MediaSource::Blob(b) if b.mime == "text/plain" => {
-            Some(crate::tokens::count(&String::from_utf8_lossy(&b.bytes)))
+            Some(String::from_utf8_lossy(&b.bytes).into_owned())
         }
         _ => None,
-    });
-    crate::tokens::count(&turn.prompt) + files.sum::<u64>()
+    }));
+    let size: usize = texts.iter().map(String::len).sum();
+    let count = move || crate::tokens::count_many(texts.iter().map(String::as_str));
+    if size <= COUNT_INLINE_BYTES && crate::tokens::is_loaded() {
+        return count();
+    }
+    tokio::task::spawn_blocking(count).await.unwrap_or(0)
 }
 
 async fn read_media(

@@ -20,6 +20,7 @@ mod lifecycle;
 mod limits;
 mod media;
 mod memory_release;
+mod messages;
 mod model_names;
 mod newcomer;
 mod openai_client;
