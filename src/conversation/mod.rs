@@ -398,3 +398,18 @@ pub struct TokenUsage {
     pub output: u64,
     pub reasoning: Option<u64>,
 }
+
+impl TokenUsage {
+    /// Both counts together (two upstream rounds for one answer).
+    #[must_use]
+    pub fn plus(self, other: TokenUsage) -> TokenUsage {
+        TokenUsage {
+            input: self.input + other.input,
+            output: self.output + other.output,
+            reasoning: match (self.reasoning, other.reasoning) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            },
+        }
+    }
+}

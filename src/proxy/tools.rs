@@ -1,14 +1,14 @@
 //! A turn with tools: its answer is read for calls, and an answer that falls short of a proper
 //! turn (empty, an unreadable call, the site's refusal of a call, no call when one is required,
 //! arguments that do not fit) gets one corrective round before the client sees the shortfall
-//! (docs/tools.md).
+//! (docs/tools.md). The usage reported is that of both rounds.
 
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
 
 use super::{Delivery, Progress, Proxy, ProxyError, RunContext};
-use crate::conversation::AnswerEvent;
+use crate::conversation::{AnswerEvent, TokenUsage};
 use crate::tools::answer::{Reading, Shortfall};
 use crate::upstream::Turn;
 
@@ -29,7 +29,12 @@ impl Proxy {
             let round = this.attempts(turn.clone(), delivery, ctx.clone(), Some(first.clone()));
             futures::pin_mut!(round);
             let mut fell_short = None;
+            // What the first round cost: the client is told the sum of both rounds.
+            let mut spent = TokenUsage::default();
             while let Some(item) = round.next().await {
+                if let Ok(Progress::Event(AnswerEvent::Usage(u))) = &item {
+                    spent = *u;
+                }
                 if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
                     let verdict = first.verdict();
                     if verdict.shortfall.is_some() {
@@ -66,7 +71,12 @@ impl Proxy {
                         _ => {}
                     }
                 }
-                yield item;
+                yield match item {
+                    Ok(Progress::Event(AnswerEvent::Usage(u))) => {
+                        Ok(Progress::Event(AnswerEvent::Usage(u.plus(spent))))
+                    }
+                    other => other,
+                };
             }
         }
     }

@@ -302,6 +302,13 @@ async fn asked_again_after(first: &[&str], correction: &str) {
             (streamed_text(&chunks), streamed_calls(&chunks), finish)
         } else {
             let v: Value = resp.json().await.unwrap();
+            // Both rounds are counted.
+            assert_eq!(
+                v["usage"]["prompt_tokens"],
+                2 * qwen_sse::INPUT_TOKENS,
+                "{v}"
+            );
+            assert_eq!(v["usage"]["completion_tokens"], first.len() + 1, "{v}");
             let m = &v["choices"][0]["message"];
             (
                 m["content"].as_str().unwrap_or_default().to_owned(),
