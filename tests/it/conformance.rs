@@ -8,8 +8,9 @@ use crate::common;
 use std::path::Path;
 use std::process::Command;
 
-use common::fake_qwen::Reply;
+use common::fake_qwen::{Recorded, Reply};
 use common::{KEY, TestApp, qwen_sse};
+use serde_json::json;
 
 /// The Python to run the scripts with, or `None` (after a note) when there is none here.
 fn python() -> Option<String> {
@@ -52,6 +53,7 @@ async fn run(python: &str, script: &str, app: &TestApp, env: &[(&str, &str)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    print!("{}", String::from_utf8_lossy(&out.stdout));
 }
 
 #[tokio::test]
@@ -90,5 +92,160 @@ async fn openai_sdk_agent_loop_with_tools_streamed_and_not() {
             "{prompt}"
         );
     }
+    assert_eq!(app.leases(), 0);
+}
+
+/// The text prompt of one upstream request.
+fn prompt_of(sent: &Recorded) -> String {
+    let body = sent.json.as_ref().expect("a JSON body");
+    body["messages"][0]["content"]
+        .as_str()
+        .expect("a text prompt")
+        .to_owned()
+}
+
+/// The model's side of the tool loop of `anthropic_messages.py`; the first turn thinks when
+/// `thinking` (the streamed loop).
+fn push_tool_loop(app: &TestApp, thinking: bool) {
+    let weather =
+        "<q2a:call name=\"get_weather\">{\"city\": \"Oslo\", \"unit\": \"celsius\"}</q2a:call>";
+    let first = if thinking {
+        qwen_sse::thinking_answer(&[&["Two tools."]], &["Let me check. ", weather])
+    } else {
+        qwen_sse::fast_answer(&[weather])
+    };
+    app.fake.push_completion(None, Reply::sse(first));
+    app.fake.push_completion(
+        None,
+        Reply::sse(qwen_sse::fast_answer(&[
+            "<q2a:call name=\"get_time\">\n{\"timezone\": \"Europe/Oslo\"}\n</q2a:call>",
+        ])),
+    );
+    app.fake.push_completion(
+        None,
+        Reply::sse(qwen_sse::fast_answer(&[
+            "Oslo: 12 degrees, ",
+            "light rain, 14:05.",
+        ])),
+    );
+}
+
+#[tokio::test]
+async fn anthropic_sdk_create_stream_thinking_tool_loops_and_count_tokens() {
+    let Some(python) = python() else {
+        return;
+    };
+    let app = TestApp::with_accounts(1, &[]).await;
+    let answers: [String; 4] = [
+        qwen_sse::fast_answer(&["Hello ", "from Qwen."]),
+        qwen_sse::fast_answer(&["Hello ", "again."]),
+        qwen_sse::fast_answer(&["One, ", "two, ", "three."]),
+        qwen_sse::thinking_answer(
+            &[
+                &["Light scatters."],
+                &["Light scatters.", "Blue scatters most."],
+            ],
+            &["Rayleigh ", "scattering."],
+        ),
+    ];
+    for a in answers {
+        app.fake.push_completion(None, Reply::sse(a));
+    }
+    push_tool_loop(&app, false);
+    push_tool_loop(&app, true);
+    run(
+        &python,
+        "anthropic_messages.py",
+        &app,
+        &[("PART", "messages")],
+    )
+    .await;
+
+    // Two creates, two streams, two loops of three turns; count_tokens and the refused key
+    // reach no upstream.
+    let sent = app.fake.completions();
+    assert_eq!(sent.len(), 10);
+    let features =
+        |i: usize| sent[i].json.as_ref().unwrap()["messages"][0]["feature_config"].clone();
+    assert_eq!(features(0)["thinking_enabled"], false);
+    assert_eq!(features(3)["thinking_enabled"], true);
+    assert_eq!(features(3)["thinking_budget"], 1024);
+    assert_eq!(features(7)["thinking_budget"], 1024);
+    // The last turn of each loop carried both calls and both results; the replayed thinking
+    // block (signature and all) was accepted and not sent up.
+    for last in [&sent[6], &sent[9]] {
+        let prompt = prompt_of(last);
+        assert!(
+            prompt.contains(
+                "<q2a:call name=\"get_weather\">\n{\"city\":\"Oslo\",\"unit\":\"celsius\"}\n</q2a:call>"
+            ),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains(
+                "<q2a:call name=\"get_time\">\n{\"timezone\":\"Europe/Oslo\"}\n</q2a:call>"
+            ),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("name=\"get_weather\">\n12 degrees, light rain\n</q2a:result>"),
+            "{prompt}"
+        );
+        assert!(
+            prompt.contains("name=\"get_time\">\n14:05\n</q2a:result>"),
+            "{prompt}"
+        );
+        assert!(!prompt.contains("Two tools."), "{prompt}");
+    }
+    assert!(prompt_of(&sent[9]).contains("Let me check."));
+    assert_eq!(app.leases(), 0);
+}
+
+#[tokio::test]
+async fn anthropic_sdk_raises_rate_limit_error_for_429() {
+    let Some(python) = python() else {
+        return;
+    };
+    let app = TestApp::with_accounts(1, &[]).await;
+    let limited = json!({"success": false, "data": {"code": "RateLimited", "num": 2,
+        "details": "You have reached the upper limit for today's usage."}});
+    app.fake.push_completion(None, Reply::json(200, limited));
+    run(
+        &python,
+        "anthropic_messages.py",
+        &app,
+        &[("PART", "rate_limit")],
+    )
+    .await;
+    assert_eq!(app.fake.completions().len(), 1);
+    assert_eq!(app.leases(), 0);
+}
+
+/// The issue names `anthropic.InternalServerError` for 529; SDK 2.17 raises its subclass
+/// `anthropic.OverloadedError` (status 529), which the script asserts exactly.
+#[tokio::test]
+async fn anthropic_sdk_raises_overloaded_error_for_529() {
+    let Some(python) = python() else {
+        return;
+    };
+    let app = TestApp::with_accounts(1, &[]).await;
+    // A challenge from the site's firewall, for the whole answer and for the stream.
+    let challenge =
+        json!({"ret": ["FAIL_SYS_USER_VALIDATE::哎哟喂,被挤爆啦,请稍后重试"], "success": false});
+    for _ in 0..2 {
+        app.fake
+            .push_completion(None, Reply::json(200, challenge.clone()));
+    }
+    let env = [("PART", "overloaded"), ("EXPECT", "WAF/captcha challenge")];
+    run(&python, "anthropic_messages.py", &app, &env).await;
+    assert_eq!(app.fake.completions().len(), 2);
+    // No usable account: the only one's token is revoked.
+    app.fake.revoke("acct1");
+    let env = [
+        ("PART", "overloaded"),
+        ("EXPECT", "No Qwen account is usable"),
+    ];
+    run(&python, "anthropic_messages.py", &app, &env).await;
+    assert_eq!(app.fake.completions().len(), 2);
     assert_eq!(app.leases(), 0);
 }

@@ -8,6 +8,7 @@ mod admin;
 mod api_surface;
 mod chat_json;
 mod chat_stream;
+mod claude_code;
 mod conformance;
 mod disconnect;
 mod disconnect_precommit;
