@@ -13,7 +13,8 @@ use super::auth::Identity;
 use super::json::AppJson;
 use super::sse::{self, SseEvent};
 use crate::config::ReasoningFormat;
-use crate::conversation::{ChatType, InvalidRequest, Media, ToolChoice};
+use crate::conversation::cut::Cut;
+use crate::conversation::{AnswerEvent, ChatType, Finish, InvalidRequest, Media, ToolChoice};
 use crate::openai::{self, Aggregate, ChatCompletionRequest, SourceStyle, StreamEncoder};
 use crate::proxy::{Answer, AnswerStream, Delivery, RunContext, Streamed};
 use crate::server::AppState;
@@ -81,12 +82,26 @@ pub async fn respond(
         Answer::Stream(events) => {
             let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
             let enc = StreamEncoder::new(id, created, req.model, format, include_usage, sources);
-            sse::response(sse_events(events, enc), out.keepalive, sse::keep_alive())
+            let cut = Cut::new(&conv.options.stop, None);
+            sse::response(
+                sse_events(events, enc, cut),
+                out.keepalive,
+                sse::keep_alive(),
+            )
         }
         Answer::Whole(events) => {
             let mut agg = Aggregate::new(sources);
+            let mut cut = Cut::new(&conv.options.stop, None);
+            let mut passed = Vec::new();
             for ev in events {
-                agg.push(ev);
+                let reason = cut.push(ev, &mut passed);
+                for e in passed.drain(..) {
+                    agg.push(e);
+                }
+                if reason.is_some() {
+                    agg.push(AnswerEvent::Finish(Finish::Stop));
+                    break;
+                }
             }
             axum::Json(agg.into_completion(&id, created, &req.model, format)).into_response()
         }
@@ -140,15 +155,37 @@ fn one(event: SseEvent) -> SseEvents {
 }
 
 /// The SSE events of an answer stream: its chunks, an error event if it fails, then `[DONE]`.
+/// A `stop` sequence ends the answer there (`finish_reason: "stop"`) and drops the rest.
 fn sse_events(
     mut events: AnswerStream,
     mut enc: StreamEncoder,
+    mut cut: Cut,
 ) -> impl Stream<Item = SseEvents> + Send {
     async_stream::stream! {
+        let mut passed = Vec::new();
         while let Some(item) = events.next().await {
             match item {
                 Ok(Streamed::KeepAlive) => yield one(sse::keep_alive()),
-                Ok(Streamed::Event(ev)) => yield enc.event(ev).into_iter().map(SseEvent::Data).collect(),
+                Ok(Streamed::Event(ev)) if cut.is_noop() => {
+                    yield enc.event(ev).into_iter().map(SseEvent::Data).collect();
+                }
+                Ok(Streamed::Event(ev)) => {
+                    let reason = cut.push(ev, &mut passed);
+                    if reason.is_some() {
+                        passed.push(AnswerEvent::Finish(Finish::Stop));
+                    }
+                    let chunks: SseEvents = passed
+                        .drain(..)
+                        .flat_map(|e| enc.event(e))
+                        .map(SseEvent::Data)
+                        .collect();
+                    if !chunks.is_empty() {
+                        yield chunks;
+                    }
+                    if reason.is_some() {
+                        break;
+                    }
+                }
                 Err(e) => {
                     let err = AppError::from(e);
                     tracing::warn!(error = %err, "stream ended with an error event");

@@ -369,3 +369,56 @@ async fn slow_upstream_gets_keepalive_comments_while_streaming() {
     assert!(comments_after >= 1, "{events:?}");
     assert_eq!(streamed_content(&sse_json(&text)), "ab");
 }
+
+#[tokio::test]
+async fn a_stop_sequence_ends_the_answer_before_it_streamed_or_whole() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    let parts = ["one two ", "thr", "ee ST", "OP four"];
+    for (stream, split) in [
+        (true, Split::Whole),
+        (true, Split::Every(1)),
+        (false, Split::Odd),
+    ] {
+        app.fake
+            .push_completion(None, Reply::sse_with(sse::fast_answer(&parts), split));
+        let mut req = body("qwen3.7-plus", stream);
+        req["stop"] = json!(["STOP", "never"]);
+        let resp = app.chat(req).await;
+        assert_eq!(resp.status(), 200);
+        let (content, finish) = if stream {
+            let text = resp.text().await.unwrap();
+            assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+            let chunks = sse_json(&text);
+            let finishes: Vec<&str> = chunks
+                .iter()
+                .filter_map(|c| c["choices"][0]["finish_reason"].as_str())
+                .collect();
+            assert_eq!(finishes.len(), 1, "{text}");
+            (streamed_content(&chunks), finishes[0].to_owned())
+        } else {
+            let v: serde_json::Value = resp.json().await.unwrap();
+            (
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                v["choices"][0]["finish_reason"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        };
+        assert_eq!(content, "one two three ", "{split:?}");
+        assert_eq!(finish, "stop");
+    }
+    // A string `stop` works too; without a match the answer is whole.
+    app.fake
+        .push_completion(None, Reply::sse(sse::fast_answer(&parts)));
+    let mut req = body("qwen3.7-plus", false);
+    req["stop"] = json!("zzz");
+    let v: serde_json::Value = app.chat(req).await.json().await.unwrap();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "one two three STOP four"
+    );
+}
