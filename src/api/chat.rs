@@ -91,17 +91,12 @@ pub async fn respond(
         }
         Answer::Whole(events) => {
             let mut agg = Aggregate::new(sources);
-            let mut cut = Cut::new(&conv.options.stop, None);
-            let mut passed = Vec::new();
+            let (events, reason) = Cut::new(&conv.options.stop, None).whole(events);
             for ev in events {
-                let reason = cut.push(ev, &mut passed);
-                for e in passed.drain(..) {
-                    agg.push(e);
-                }
-                if reason.is_some() {
-                    agg.push(AnswerEvent::Finish(Finish::Stop));
-                    break;
-                }
+                agg.push(ev);
+            }
+            if reason.is_some() {
+                agg.push(AnswerEvent::Finish(Finish::Stop));
             }
             axum::Json(agg.into_completion(&id, created, &req.model, format)).into_response()
         }

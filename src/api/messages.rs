@@ -85,7 +85,7 @@ pub async fn create(
             out.keepalive,
             ping(),
         ),
-        Answer::Whole(events) => whole(events, &head, cut).into_response(),
+        Answer::Whole(events) => whole(events, &head, cut),
     };
     if !ignored.is_empty() {
         ignored.dedup();
@@ -172,29 +172,27 @@ async fn read_media(
 }
 
 /// A whole answer as one message, cut where the client's limits say.
-fn whole(events: Vec<AnswerEvent>, head: &Head, mut cut: Cut) -> axum::Json<serde_json::Value> {
+fn whole(events: Vec<AnswerEvent>, head: &Head, mut cut: Cut) -> Response {
     let mut agg = Aggregate::new(head.sources);
     let mut finish = Finish::Stop;
-    let mut reason = None;
-    let mut passed = Vec::new();
+    let (events, reason) = cut.whole(events);
     for ev in events {
-        reason = cut.push(ev, &mut passed);
-        for e in passed.drain(..) {
-            match e {
-                AnswerEvent::Finish(f) => finish = f,
-                other => agg.push(other),
-            }
-        }
-        if reason.is_some() {
-            break;
+        match ev {
+            AnswerEvent::Finish(f) => finish = f,
+            other => agg.push(other),
         }
     }
-    let message = agg.into_message(head, finish, reason.as_ref(), cut.used());
-    axum::Json(serde_json::to_value(message).expect("messages always serialize"))
+    axum::Json(agg.into_message(head, finish, reason.as_ref(), cut.used())).into_response()
 }
 
 /// What one answer item is written as: a few named events.
 type SseEvents = Vec<SseEvent>;
+
+/// The encoder's events, as SSE events.
+fn named(out: &mut Vec<anthropic::Sse>) -> impl Iterator<Item = SseEvent> + '_ {
+    out.drain(..)
+        .map(|(name, data)| SseEvent::Named(name, data))
+}
 
 /// The stream: `message_start` and a `ping` first, the blocks, then `message_delta` and
 /// `message_stop`; or `event: error` and nothing after it. A cut ends the stream (and drops the
@@ -214,7 +212,7 @@ fn sse_events(
             if first {
                 first = false;
                 enc.start(&mut out);
-                batch.extend(out.drain(..).map(|(name, data)| SseEvent::Named(name, data)));
+                batch.extend(named(&mut out));
                 batch.push(ping());
                 if matches!(item, Ok(Streamed::KeepAlive)) {
                     yield batch;
@@ -247,7 +245,7 @@ fn sse_events(
                     return;
                 }
             }
-            batch.extend(out.drain(..).map(|(name, data)| SseEvent::Named(name, data)));
+            batch.extend(named(&mut out));
             if !batch.is_empty() {
                 yield batch;
             }
@@ -259,7 +257,7 @@ fn sse_events(
         // still ends well-formed.
         if !ended {
             enc.finish(Finish::Stop, None::<&CutReason>, cut.used(), &mut out);
-            yield out.drain(..).map(|(name, data)| SseEvent::Named(name, data)).collect();
+            yield named(&mut out).collect();
         }
     }
 }

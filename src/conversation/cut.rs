@@ -81,6 +81,18 @@ impl Cut {
         reason
     }
 
+    /// A whole answer, cut: the events that pass (with the upstream's `Finish` unless the
+    /// answer was cut), and the reason if it was.
+    pub fn whole(&mut self, events: Vec<AnswerEvent>) -> (Vec<AnswerEvent>, Option<CutReason>) {
+        let mut passed = Vec::with_capacity(events.len());
+        for ev in events {
+            if let Some(reason) = self.push(ev, &mut passed) {
+                return (passed, Some(reason));
+            }
+        }
+        (passed, None)
+    }
+
     fn text(&mut self, t: &str, out: &mut Vec<AnswerEvent>) -> Option<CutReason> {
         if self.stops.is_empty() {
             return self.spend(t.to_owned(), out, AnswerEvent::Text);
@@ -237,6 +249,22 @@ mod tests {
         cut.push(AnswerEvent::Text("hü".into()), &mut out);
         cut.push(AnswerEvent::Finish(super::super::Finish::Stop), &mut out);
         assert_eq!(texts(&out), "hü|");
+    }
+
+    #[test]
+    fn a_whole_answer_keeps_its_finish_unless_cut() {
+        let stops = ["!".to_owned()];
+        let answer = |t: &str| {
+            vec![
+                AnswerEvent::Text(t.into()),
+                AnswerEvent::Finish(super::super::Finish::Stop),
+            ]
+        };
+        let (passed, reason) = Cut::new(&stops, None).whole(answer("hi"));
+        assert_eq!((passed, reason), (answer("hi"), None));
+        let (passed, reason) = Cut::new(&stops, None).whole(answer("hi! there"));
+        assert_eq!(passed, [AnswerEvent::Text("hi".into())]);
+        assert_eq!(reason, Some(CutReason::StopSequence("!".into())));
     }
 
     #[test]
