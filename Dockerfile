@@ -15,6 +15,10 @@ RUN mkdir src \
     && rm -rf src
 
 # The real source. Touch it so that cargo rebuilds the crate over the dummy one.
+# `--build-arg QWEN2API_GIT_COMMIT=$(git rev-parse --short=12 HEAD)` names the commit in
+# qwen2api_build_info (there is no .git here).
+ARG QWEN2API_GIT_COMMIT=
+COPY build.rs ./
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked \

@@ -377,6 +377,10 @@ fn proxy_env(fake: &FakeServer) -> Vec<(String, String)> {
         // Plain log lines, so that the tail shown on failure is readable.
         ("NO_COLOR", "1"),
         ("CHAT_CLEANUP", "true"),
+        // One-shot requests: a kept chat would wait an hour for its conversation's next turn,
+        // and the fake would not settle. `BENCH_PROXY_CONVERSATION_CONTINUATION=true` measures
+        // what filing each answer costs.
+        ("CONVERSATION_CONTINUATION", "false"),
         ("MAX_INFLIGHT_PER_ACCOUNT", "0"),
         ("SSE_KEEPALIVE_SECONDS", "600"),
         ("UPSTREAM_IDLE_TIMEOUT_SECONDS", "900"),

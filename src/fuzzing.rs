@@ -27,6 +27,7 @@ pub fn request(data: &[u8]) {
         search: false,
         must_think: false,
         media: None,
+        context_tokens: None,
     };
     let conv = crate::openai::to_conversation(&req, Vec::new(), Vec::new(), true);
     let Ok(chat) =
@@ -66,8 +67,9 @@ pub fn upstream_sse(data: &[u8]) {
         i += 1;
     }
     let bytes: ByteStream = Box::pin(futures::stream::iter(pieces));
-    let items: Vec<Result<AnswerEvent, UpstreamError>> =
-        futures::executor::block_on(answers(bytes, opts).collect());
+    let items: Vec<Result<AnswerEvent, UpstreamError>> = futures::executor::block_on(
+        answers(bytes, opts, crate::upstream::AnswerId::default()).collect(),
+    );
     let ends = items
         .iter()
         .filter(|i| matches!(i, Ok(AnswerEvent::Finish(_)) | Err(_)))

@@ -9,6 +9,7 @@ pub mod api; // routes, auth, extractors, thin handlers
 pub mod conversation; // the neutral model every surface translates into and out of
 pub mod openai; // the OpenAI chat surface: wire types and their translation
 pub mod proxy; // the one door: model catalog, lease, attempt, failover, first-byte policy
+pub mod responses; // the OpenAI Responses surface: wire types, translation, stored form
 pub mod server; // the app's assembly: router, serving, event loops, AppState, AppError
 pub mod upstream; // the Upstream trait; chat.qwen.ai behind it in upstream/qwen/
 
@@ -18,6 +19,7 @@ pub mod allocator; // giving freed memory back to the system after bursts
 pub mod config; // the typed configuration tree, read from the environment
 pub mod keys; // API keys and the usage counted for each
 pub mod media; // attachments, /v1/files storage, remote fetches, video jobs
+pub mod metrics; // Prometheus metrics: the registry, request timing, the scrape
 pub mod reload; // re-reading the configuration at runtime (.env watch, /api/reloadConfig)
 pub mod store; // persistence: sqlite (default), redis, or memory
 pub mod telemetry; // logging: subscriber and the request log line

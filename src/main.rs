@@ -106,7 +106,14 @@ fn main() -> ExitCode {
 }
 
 async fn run(reloader: Reloader, config: Config) -> ExitCode {
-    telemetry::init(&config.log_level);
+    // Held to the end: dropping it writes out the file log lines still queued.
+    let _logs = match telemetry::init(&config.logging) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("qwen2api: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if config.keys.admin_from_first_api_key && config.keys.admin_key.is_some() {
         tracing::warn!(
             "ADMIN_KEY is not set: the first API_KEY is also the admin key (compatibility only; set ADMIN_KEY)"
@@ -220,14 +227,15 @@ async fn shutdown_signal() {
 }
 
 /// `qwen2api healthcheck [--ready]`: exit 0 when this machine's server answers `/health`
-/// (`/health/ready` with `--ready`); otherwise exit 1 and say why on stderr.
+/// (`/health/ready` with `--ready`), under `API_PREFIX`; otherwise exit 1 and say why on
+/// stderr.
 async fn healthcheck(config: &config::Config, ready: bool) -> ExitCode {
     let mut addr = config.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip([127, 0, 0, 1].into());
     }
     let path = if ready { "/health/ready" } else { "/health" };
-    let url = format!("http://{addr}{path}");
+    let url = format!("http://{addr}{}{path}", config.server.api_prefix);
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .no_proxy()

@@ -8,7 +8,9 @@ mod translate_answer;
 mod translate_request;
 
 pub use request::{Block, Content, InMessage, InRole, MessagesRequest};
-pub use response::{ErrorBody, ErrorEnvelope, ModelInfo, ModelList, TokenCount};
+pub use response::{
+    ErrorBody, ErrorEnvelope, MessageOut, ModelInfo, ModelList, StreamEvent, TokenCount,
+};
 pub use translate_answer::{Aggregate, Head, Sse, StreamEncoder};
 pub use translate_request::{
     MediaRef, RefSource, Translated, check, media_refs, to_conversation, wants_thinking,

@@ -4,8 +4,11 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct MessagesRequest {
     pub model: String,
     /// Required by `/v1/messages` (checked there), not by `count_tokens`.
@@ -35,14 +38,14 @@ pub struct MessagesRequest {
     pub metadata: Option<Metadata>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InMessage {
     pub role: InRole,
     pub content: Content,
 }
 
 /// `system` is accepted among the messages too (Claude Code's mid-conversation-system beta).
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InRole {
     User,
@@ -86,9 +89,32 @@ impl<'de> Deserialize<'de> for Content {
     }
 }
 
+/// Described by hand, as its `Deserialize` is: a string, or an array of [`Block`]s.
+impl utoipa::PartialSchema for Content {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(String::schema())
+            .item(ArrayBuilder::new().items(Ref::from_schema_name(Block::name())))
+            .description(Some("A string, or an array of content blocks."))
+            .into()
+    }
+}
+
+impl ToSchema for Content {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "AnthropicContent".into()
+    }
+
+    /// `Block` only, not what `Block` names: a tool result holds `Content` again, and this
+    /// would recurse for ever.
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((Block::name().into_owned(), Block::schema()));
+    }
+}
+
 /// One content block. Types this server has no use for are kept as `Other` and skipped (with
 /// a warning header), so a new block type never turns a conversation away.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
     Text {
@@ -121,11 +147,13 @@ pub enum Block {
         thinking: String,
     },
     RedactedThinking {},
-    #[serde(other)]
+    // Never serialized: `skip_serializing` only keeps this fallback out of the OpenAPI schema.
+    #[serde(other, skip_serializing)]
     Other,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = AnthropicToolChoice)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToolChoiceParam {
     Auto {
@@ -144,7 +172,8 @@ pub enum ToolChoiceParam {
     None {},
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = AnthropicThinkingParam)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ThinkingParam {
     Enabled {
@@ -155,7 +184,8 @@ pub enum ThinkingParam {
     Disabled {},
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[schema(as = AnthropicMetadata)]
 pub struct Metadata {
     #[serde(default)]
     pub user_id: Option<String>,

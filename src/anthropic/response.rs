@@ -2,9 +2,10 @@
 //! the stream's events and the error envelope (pure serde, no IO).
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// A whole message (`POST /v1/messages` without `stream`), and the one `message_start` carries.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageOut<'a> {
     pub id: &'a str,
     #[serde(rename = "type")]
@@ -17,7 +18,7 @@ pub struct MessageOut<'a> {
     pub usage: Usage,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BlockOut {
     Thinking {
@@ -34,7 +35,7 @@ pub enum BlockOut {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     EndTurn,
@@ -44,7 +45,8 @@ pub enum StopReason {
     Refusal,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = AnthropicUsage)]
 #[expect(
     clippy::struct_field_names,
     reason = "Anthropic's field names, as clients read them"
@@ -57,7 +59,8 @@ pub struct Usage {
 }
 
 /// The `data:` of one stream event; its `type` is also the SSE `event:` name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AnthropicStreamEvent)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamEvent<'a> {
     MessageStart {
@@ -94,7 +97,7 @@ impl StreamEvent<'_> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[expect(
     clippy::enum_variant_names,
@@ -107,21 +110,23 @@ pub enum BlockDelta<'a> {
     InputJsonDelta { partial_json: &'a str },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MessageDelta {
     pub stop_reason: StopReason,
     pub stop_sequence: Option<String>,
 }
 
 /// `{"type":"error","error":{"type":…,"message":…}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AnthropicErrorEnvelope)]
 pub struct ErrorEnvelope<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub error: ErrorBody<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AnthropicErrorBody)]
 pub struct ErrorBody<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -129,13 +134,14 @@ pub struct ErrorBody<'a> {
 }
 
 /// `POST /v1/messages/count_tokens`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenCount {
     pub input_tokens: u64,
 }
 
 /// `GET /v1/models` for a client that sent `anthropic-version`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AnthropicModelList)]
 pub struct ModelList {
     pub data: Vec<ModelInfo>,
     pub has_more: bool,
@@ -143,7 +149,8 @@ pub struct ModelList {
     pub last_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AnthropicModelInfo)]
 pub struct ModelInfo {
     #[serde(rename = "type")]
     pub kind: &'static str,

@@ -5,13 +5,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
 use super::json::AppJson;
 use crate::accounts::{AddAccount, Health, ManagerError};
 use crate::config::Secret;
 use crate::server::AppState;
 use crate::server::error::AppError;
-use crate::store::{StoreError, Subject};
+use crate::store::{KeyLimits, StoreError, Subject};
 
 fn ok(data: Value) -> Json<Value> {
     let mut body = json!({ "success": true });
@@ -48,7 +49,7 @@ impl From<StoreError> for AppError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct AddBody {
     num: Option<Value>,
     cookie: Option<String>,
@@ -56,7 +57,17 @@ pub struct AddBody {
     password: Option<String>,
 }
 
-/// `POST /api/addAccount`: `{"num","cookie"}` or `{"email","password"}`.
+/// Adds an account: `{"num","cookie"}` or `{"email","password"}`.
+#[utoipa::path(
+    post,
+    path = "/api/addAccount",
+    tag = "Admin",
+    request_body = AddBody,
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {\"accountId\"}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn add_account(
     State(state): State<AppState>,
     AppJson(body): AppJson<AddBody>,
@@ -92,7 +103,17 @@ pub async fn add_account(
     Ok(ok(json!({ "accountId": account.id })))
 }
 
-/// `DELETE /api/deleteAccount/{accountId}`.
+/// Deletes an account.
+#[utoipa::path(
+    delete,
+    path = "/api/deleteAccount/{account_id}",
+    tag = "Admin",
+    params(("account_id" = String, Path, description = "The account id.")),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {\"accountId\"}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn delete_account(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -101,7 +122,16 @@ pub async fn delete_account(
     Ok(ok(json!({ "accountId": id })))
 }
 
-/// `GET /api/accountsHealth`.
+/// Every account's state, reason, cooldown, failures, in-flight count, proxy and token expiry.
+#[utoipa::path(
+    get,
+    path = "/api/accountsHealth",
+    tag = "Admin",
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {\"totalAccounts\", \"healthyAccounts\", \"unhealthyAccounts\", \"accounts\": […]}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn accounts_health(State(state): State<AppState>) -> Json<Value> {
     let accounts = state.accounts().pool().accounts();
     let rows: Vec<Value> = accounts
@@ -134,7 +164,16 @@ pub async fn accounts_health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-/// `POST /api/reloadConfig`.
+/// Re-reads the `.env` file and applies what changed.
+#[utoipa::path(
+    post,
+    path = "/api/reloadConfig",
+    tag = "Admin",
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {what changed}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn reload_config(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     match crate::reload::reload(&state).await {
         Ok(outcome) => Ok(ok(serde_json::to_value(outcome).unwrap_or_default())),
@@ -145,7 +184,16 @@ pub async fn reload_config(State(state): State<AppState>) -> Result<Json<Value>,
     }
 }
 
-/// `GET /api/configStatus`.
+/// The effective configuration's main settings, no secrets.
+#[utoipa::path(
+    get,
+    path = "/api/configStatus",
+    tag = "Admin",
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": …}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn config_status(State(state): State<AppState>) -> Json<Value> {
     let c = state.config();
     let pool = state.accounts().pool();
@@ -168,13 +216,23 @@ pub async fn config_status(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct VerifyBody {
     #[serde(rename = "apiKey")]
     api_key: Option<String>,
 }
 
-/// `POST /verify`: whether a key is valid and whether it is the admin key (no bearer needed).
+/// Whether a key is valid and whether it is the admin key (no key needed: it is in the body).
+#[utoipa::path(
+    post,
+    path = "/verify",
+    tag = "Admin",
+    request_body = VerifyBody,
+    responses(
+        (status = 200, description = "`{\"status\": 200, \"message\": \"success\", \"isAdmin\"}`.", body = Object),
+        (status = 401, description = "Unknown key.", body = crate::openai::ErrorEnvelope),
+    ),
+)]
 pub async fn verify(
     State(state): State<AppState>,
     AppJson(body): AppJson<VerifyBody>,
@@ -191,12 +249,85 @@ pub async fn verify(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NewKey {
     label: Option<String>,
+    /// `{"requestsPerMinute", "concurrentRequests", "tokensPerDay", "models", "expiresAt"}`,
+    /// each optional (absent or `null`: no limit); see docs/admin-api.md.
+    #[schema(value_type = Option<Object>)]
+    limits: Option<Value>,
 }
 
-/// `POST /api/keys`: the plaintext key is in this answer only.
+/// The fields of a key's limits, as the admin API spells them.
+const LIMIT_FIELDS: &[&str] = &[
+    "requestsPerMinute",
+    "concurrentRequests",
+    "tokensPerDay",
+    "models",
+    "expiresAt",
+];
+
+/// Reads and checks a key's limits: an unknown field or a value out of range is a 400 that
+/// names the field (a typo must not leave a key without the limit meant for it).
+fn read_limits(value: Option<Value>) -> Result<KeyLimits, AppError> {
+    let bad = |message: String| AppError::BadRequest {
+        message,
+        code: "invalid_value",
+    };
+    let value = match value {
+        None | Some(Value::Null) => return Ok(KeyLimits::default()),
+        Some(v) => v,
+    };
+    let Some(fields) = value.as_object() else {
+        return Err(bad("limits must be an object".into()));
+    };
+    if let Some(unknown) = fields.keys().find(|k| !LIMIT_FIELDS.contains(&k.as_str())) {
+        return Err(bad(format!(
+            "limits: unknown field {unknown:?}; the fields are {}",
+            LIMIT_FIELDS.join(", ")
+        )));
+    }
+    let limits: KeyLimits =
+        serde_json::from_value(value).map_err(|e| bad(format!("limits: {e}")))?;
+    let positive = [
+        (
+            "requestsPerMinute",
+            limits.requests_per_minute.map(u64::from),
+        ),
+        (
+            "concurrentRequests",
+            limits.concurrent_requests.map(u64::from),
+        ),
+        ("tokensPerDay", limits.tokens_per_day),
+    ];
+    if let Some((name, _)) = positive.iter().find(|(_, v)| *v == Some(0)) {
+        return Err(bad(format!(
+            "limits: {name} must be at least 1 (null: no limit)"
+        )));
+    }
+    if let Some(models) = &limits.models {
+        let fits = |p: &String| !p.trim().is_empty() && p.chars().count() <= 200;
+        if models.is_empty() || models.len() > 100 || !models.iter().all(fits) {
+            return Err(bad(
+                "limits: models must be 1 to 100 patterns of 1 to 200 characters (null: any model)"
+                    .into(),
+            ));
+        }
+    }
+    Ok(limits)
+}
+
+/// Creates an API key; the key is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api/keys",
+    tag = "Admin",
+    request_body = NewKey,
+    responses(
+        (status = 200, description = "`{\"success\": true, \"id\", \"key\", \"label\", \"created\"}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn create_key(
     State(state): State<AppState>,
     AppJson(body): AppJson<NewKey>,
@@ -208,27 +339,82 @@ pub async fn create_key(
             code: "invalid_value",
         });
     }
-    let (rec, plain) = state.keys().create(&label).await.map_err(|e| match e {
-        StoreError::Conflict(_) => {
-            AppError::Conflict(format!("a key labelled {label:?} already exists"))
-        }
-        other @ StoreError::Backend(_) => other.into(),
-    })?;
+    let limits = read_limits(body.limits)?;
+    let (rec, plain) = state
+        .keys()
+        .create(&label, limits)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(_) => {
+                AppError::Conflict(format!("a key labelled {label:?} already exists"))
+            }
+            other @ StoreError::Backend(_) => other.into(),
+        })?;
     Ok(Json(json!({
         "success": true,
         "id": rec.id,
         "key": plain.expose(),
         "label": rec.label,
         "created": rec.created_at,
+        "limits": rec.limits,
     })))
 }
 
-/// `GET /api/keys`: masked.
+/// Replaces a runtime key's limits with those in the body (a field absent or `null`: no limit).
+#[utoipa::path(
+    put,
+    path = "/api/keys/{id}/limits",
+    tag = "Admin",
+    params(("id" = String, Path, description = "The key id.")),
+    request_body(content = Object, description = "`{\"requestsPerMinute\", \"concurrentRequests\", \"tokensPerDay\", \"models\", \"expiresAt\"}`, each optional."),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {\"id\", \"limits\"}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
+pub async fn set_key_limits(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    AppJson(body): AppJson<Value>,
+) -> Result<Json<Value>, AppError> {
+    if state.keys().is_configured(&id) {
+        return Err(AppError::BadRequest {
+            message: "keys from API_KEY/ADMIN_KEY have no limits".into(),
+            code: "configured_key",
+        });
+    }
+    let limits = read_limits(Some(body))?;
+    if !state.keys().set_limits(&id, &limits).await? {
+        return Err(AppError::NotFound(format!("no key {id}")));
+    }
+    Ok(ok(json!({ "id": id, "limits": limits })))
+}
+
+/// The keys, masked.
+#[utoipa::path(
+    get,
+    path = "/api/keys",
+    tag = "Admin",
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": …}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn list_keys(State(state): State<AppState>) -> Json<Value> {
     ok(json!(state.keys().list()))
 }
 
-/// `DELETE /api/keys/{id}`.
+/// Revokes a key made with the admin API.
+#[utoipa::path(
+    delete,
+    path = "/api/keys/{id}",
+    tag = "Admin",
+    params(("id" = String, Path, description = "The key id.")),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": …}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn delete_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -245,12 +431,23 @@ pub async fn delete_key(
     Ok(ok(json!({ "id": id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ProxyBody {
     proxy: Option<String>,
 }
 
-/// `PUT /api/accounts/{accountId}/proxy`: `{"proxy": "socks5://…" | null}`.
+/// Sets (`{"proxy": "socks5://…"}`) or clears (`null`) an account's proxy.
+#[utoipa::path(
+    put,
+    path = "/api/accounts/{account_id}/proxy",
+    tag = "Admin",
+    request_body = ProxyBody,
+    params(("account_id" = String, Path, description = "The account id.")),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": …}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn set_proxy(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -261,12 +458,23 @@ pub async fn set_proxy(
     Ok(ok(json!({ "accountId": id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
     days: Option<u32>,
 }
 
-/// `GET /api/usage?days=7`: per account and per key, per day (UTC).
+/// Requests and tokens per day (UTC), per account and per key.
+#[utoipa::path(
+    get,
+    path = "/api/usage",
+    tag = "Admin",
+    params(UsageQuery),
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {\"since\", \"accounts\": […], \"keys\": […]}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn usage(
     State(state): State<AppState>,
     Query(q): Query<UsageQuery>,

@@ -1,5 +1,6 @@
 //! Key middleware (`Authorization: Bearer` or `x-api-key`): `/v1` takes any known key (or, in passthrough mode, a Qwen token);
-//! the admin API takes only the admin key. Keys are compared in constant time.
+//! the admin API takes only the admin key. Keys are compared in constant time. A runtime key
+//! past its `expiresAt` is refused (403 `key_expired`) on every `/v1` route.
 
 use axum::extract::{Request, State};
 use axum::http::header;
@@ -44,10 +45,16 @@ pub async fn require_key(
         return Err(AppError::Unauthorized);
     };
     let identity = match state.keys().identify(presented) {
-        Some(caller) => Identity {
-            caller: Some(caller),
-            passthrough: None,
-        },
+        Some(caller) => {
+            if let Some(limits) = state.keys().limits(caller.key_id()) {
+                crate::keys::limits::check_expiry(&limits, crate::store::now_ms())
+                    .inspect_err(|_| tracing::debug!("request with an expired key"))?;
+            }
+            Identity {
+                caller: Some(caller),
+                passthrough: None,
+            }
+        }
         None if state.config().auth_mode == AuthMode::Passthrough => Identity {
             caller: None,
             passthrough: Some(Secret::new(presented)),

@@ -22,6 +22,30 @@ use crate::server::error::AppError;
 
 const REASONING_HEADER: &str = "x-reasoning-format";
 
+/// Creates a chat completion.
+///
+/// One JSON `chat.completion`, or with `"stream": true` an SSE stream whose `data:` lines are
+/// `chat.completion.chunk` objects (or, after the stream began, one error envelope), ending with
+/// `data: [DONE]`. Sampling fields (temperature, top_p, …) are accepted and ignored.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    tag = "OpenAI",
+    request_body = ChatCompletionRequest,
+    params(
+        ("x-reasoning-format" = Option<String>, Header,
+            description = "Where the model's reasoning goes: `field` (`reasoning_content`), `tags` (`<think>` in the content) or `hidden`."),
+    ),
+    responses(
+        (status = 200, description = "The completion, or its stream.",
+            content(
+                (openai::ChatCompletion = "application/json"),
+                (openai::ChatCompletionChunk = "text/event-stream"),
+            ),
+            headers(("x-qwen2api-warning" = String, description = "`tools ignored` when the model (image, video) offers no tools."))),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn completions(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -44,6 +68,7 @@ pub async fn respond(
     openai::check_request(&req, max_messages).map_err(AppError::Invalid)?;
     let format = reasoning_format(headers, state.config().output.reasoning_format)?;
     let model = state.proxy().resolve(&req.model).await?;
+    super::limits::check_model(state, &identity, Some(&req.model), &model.upstream_id)?;
     // An image to edit that came as an upload is the one to edit.
     let edits = model.media == Some(ChatType::ImageEdit)
         || req.chat_type.as_deref().and_then(ChatType::parse) == Some(ChatType::ImageEdit);
@@ -70,7 +95,8 @@ pub async fn respond(
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let ctx = run_context(identity, req.user.as_deref());
+    let ctx =
+        run_context(identity, req.user.as_deref()).continuing("chat.completions", &conv, &turn);
     let delivery = if req.stream {
         Delivery::Stream {
             keepalive: out.keepalive,
@@ -120,6 +146,7 @@ pub fn run_context(identity: Identity, user: Option<&str>) -> RunContext {
             .or_else(|| key_id.clone()),
         key_id,
         passthrough: identity.passthrough,
+        continuation: None,
     }
 }
 

@@ -23,13 +23,36 @@ use crate::proxy::Uploaded;
 use crate::server::AppState;
 use crate::server::error::AppError;
 
-/// `POST /v1/files`: keeps the bytes and uploads them with an account now.
+/// Uploads a file, for chat content parts (`{"type":"file","file":{"file_id":…}}`).
+#[utoipa::path(
+    post,
+    path = "/v1/files",
+    operation_id = "create_file",
+    tag = "Files",
+    request_body(content = crate::api::openapi::FileUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "A file object: `id`, `object` (`file`), `bytes`, `created_at`, `filename`, `purpose`, `status`.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn create(State(state): State<AppState>, mp: Multipart) -> Result<Response, AppError> {
     let (meta, uploaded) = store_upload(&state, mp).await?;
     Ok(axum::Json(file_object(&meta, uploaded.as_ref(), false)).into_response())
 }
 
-/// `POST /v1/files/upload` (FastAPI project): the same, answering with the upstream URL too.
+/// Uploads a file (a FastAPI proxy's path).
+///
+/// As `POST /v1/files`, with `file_id`, `file_url` and `upstream_file_id` added.
+#[utoipa::path(
+    post,
+    path = "/v1/files/upload",
+    tag = "Files",
+    request_body(content = crate::api::openapi::FileUpload, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "A file object: `id`, `object` (`file`), `bytes`, `created_at`, `filename`, `purpose`, `status`.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn upload_compat(
     State(state): State<AppState>,
     mp: Multipart,
@@ -38,6 +61,17 @@ pub async fn upload_compat(
     Ok(axum::Json(file_object(&meta, uploaded.as_ref(), true)).into_response())
 }
 
+/// The files kept.
+#[utoipa::path(
+    get,
+    path = "/v1/files",
+    operation_id = "list_files",
+    tag = "Files",
+    responses(
+        (status = 200, description = "`{\"object\": \"list\", \"data\": [file objects]}`.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn list(State(state): State<AppState>) -> Response {
     let data: Vec<Value> = state
         .files()
@@ -49,6 +83,18 @@ pub async fn list(State(state): State<AppState>) -> Response {
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 
+/// One file's object.
+#[utoipa::path(
+    get,
+    path = "/v1/files/{id}",
+    operation_id = "get_file",
+    tag = "Files",
+    params(("id" = String, Path, description = "The file id.")),
+    responses(
+        (status = 200, description = "A file object: `id`, `object` (`file`), `bytes`, `created_at`, `filename`, `purpose`, `status`.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -57,6 +103,18 @@ pub async fn get(
     Ok(axum::Json(file_object(&meta, None, false)).into_response())
 }
 
+/// Deletes a file.
+#[utoipa::path(
+    delete,
+    path = "/v1/files/{id}",
+    operation_id = "delete_file",
+    tag = "Files",
+    params(("id" = String, Path, description = "The file id.")),
+    responses(
+        (status = 200, description = "`{\"id\", \"object\": \"file\", \"deleted\": true}`.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -116,7 +174,7 @@ async fn store_upload(
 
 /// `POST /v2/files/getstsToken` (admin key): upload credentials of one account, as the
 /// FastAPI project hands them out.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct StsRequest {
     filename: String,
     #[serde(default)]
@@ -125,6 +183,17 @@ pub struct StsRequest {
     filetype: Option<String>,
 }
 
+/// Upload credentials of one account (a FastAPI proxy's path).
+#[utoipa::path(
+    post,
+    path = "/v2/files/getstsToken",
+    tag = "Admin",
+    request_body = StsRequest,
+    responses(
+        (status = 200, description = "`{\"success\": true, \"data\": {access_key_id, access_key_secret, security_token, file_id, file_path, file_url, bucketname, region, endpoint}}`.", body = Object),
+        crate::api::openapi::AdminErrors,
+    ),
+)]
 pub async fn sts_token(
     State(state): State<AppState>,
     AppJson(req): AppJson<StsRequest>,
@@ -176,7 +245,21 @@ pub async fn sts_token(
     .into_response())
 }
 
-/// `POST /v1/image/upload_and_chat` (multipart field `image`).
+/// A chat about one uploaded image (a FastAPI proxy's path).
+#[utoipa::path(
+    post,
+    path = "/v1/image/upload_and_chat",
+    tag = "Files",
+    request_body(content = crate::api::openapi::ImageChat, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "A chat completion, or its stream, as `POST /v1/chat/completions` answers.",
+            content(
+                (crate::openai::ChatCompletion = "application/json"),
+                (crate::openai::ChatCompletionChunk = "text/event-stream"),
+            )),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn image_and_chat(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -186,7 +269,21 @@ pub async fn image_and_chat(
     upload_and_chat(&state, identity, &headers, mp, "image", MediaKind::Image).await
 }
 
-/// `POST /v1/video/upload_and_chat` (multipart field `video`).
+/// A chat about one uploaded video (a FastAPI proxy's path).
+#[utoipa::path(
+    post,
+    path = "/v1/video/upload_and_chat",
+    tag = "Files",
+    request_body(content = crate::api::openapi::VideoChat, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "A chat completion, or its stream, as `POST /v1/chat/completions` answers.",
+            content(
+                (crate::openai::ChatCompletion = "application/json"),
+                (crate::openai::ChatCompletionChunk = "text/event-stream"),
+            )),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn video_and_chat(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -196,8 +293,26 @@ pub async fn video_and_chat(
     upload_and_chat(&state, identity, &headers, mp, "video", MediaKind::Video).await
 }
 
-/// `POST /v1/chat/multimodal`: a chat completion body as JSON (content parts), or a form with
-/// `prompt` and any files.
+/// A chat with files (a FastAPI proxy's path).
+///
+/// A chat completion body as JSON (with content parts), or a form with `prompt` and files.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/multimodal",
+    tag = "Files",
+    request_body(content(
+        (crate::openai::ChatCompletionRequest = "application/json"),
+        (crate::api::openapi::MultimodalChat = "multipart/form-data"),
+    )),
+    responses(
+        (status = 200, description = "A chat completion, or its stream, as `POST /v1/chat/completions` answers.",
+            content(
+                (crate::openai::ChatCompletion = "application/json"),
+                (crate::openai::ChatCompletionChunk = "text/event-stream"),
+            )),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn multimodal(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,

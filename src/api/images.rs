@@ -27,7 +27,7 @@ const MAX_N: u32 = 4;
 /// Largest generated image fetched for `b64_json`.
 const MAX_GENERATED_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ImageRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -53,15 +53,38 @@ pub struct Generation {
     pub attachments: Vec<Media>,
 }
 
+/// Generates images.
+#[utoipa::path(
+    post,
+    path = "/v1/images/generations",
+    tag = "Media",
+    request_body = ImageRequest,
+    responses(
+        (status = 200, description = "`{\"created\", \"data\": [{\"url\"} or {\"b64_json\"}, …]}`, with `revised_prompt` where the model gave one.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn generations(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
     AppJson(req): AppJson<ImageRequest>,
 ) -> Result<Response, AppError> {
     let r#gen = checked(&state, ChatType::Image, &req, Vec::new()).await?;
+    super::limits::check_model(&state, &identity, req.model.as_deref(), &r#gen.model)?;
     run(&state, identity, req.user.as_deref(), r#gen).await
 }
 
+/// Edits an image by an instruction.
+#[utoipa::path(
+    post,
+    path = "/v1/images/edits",
+    tag = "Media",
+    request_body(content = crate::api::openapi::ImageEdit, content_type = "multipart/form-data"),
+    responses(
+        (status = 200, description = "`{\"created\", \"data\": [{\"url\"} or {\"b64_json\"}, …]}`, with `revised_prompt` where the model gave one.", body = Object),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn edits(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -105,6 +128,7 @@ pub async fn edits(
         source: MediaSource::Blob(std::sync::Arc::new(blob)),
     };
     let r#gen = checked(&state, ChatType::ImageEdit, &req, vec![attachment]).await?;
+    super::limits::check_model(&state, &identity, req.model.as_deref(), &r#gen.model)?;
     run(&state, identity, req.user.as_deref(), r#gen).await
 }
 

@@ -19,7 +19,7 @@ use crate::anthropic::{
 };
 use crate::conversation::cut::{Cut, CutReason};
 use crate::conversation::{AnswerEvent, Finish, Media, ToolChoice};
-use crate::proxy::{Answer, AnswerStream, Delivery, Streamed, Turn};
+use crate::proxy::{Answer, AnswerStream, Delivery, Streamed};
 use crate::server::AppState;
 use crate::server::error::{AppError, Rendered};
 
@@ -31,6 +31,29 @@ fn ping() -> SseEvent {
     SseEvent::Named("ping", PING.to_owned())
 }
 
+/// Creates a message (Anthropic's Messages API).
+///
+/// One message, or with `"stream": true` Anthropic's event stream (`message_start`, `ping`,
+/// content blocks, `message_delta`, `message_stop`), each event's `data:` a `StreamEvent`.
+#[utoipa::path(
+    post,
+    path = "/v1/messages",
+    operation_id = "create_message",
+    tag = "Anthropic",
+    request_body = MessagesRequest,
+    params(
+        ("anthropic-version" = Option<String>, Header, description = "Accepted; any value."),
+        ("anthropic-beta" = Option<String>, Header, description = "Accepted; the fields betas add are read or ignored."),
+    ),
+    responses(
+        (status = 200, description = "The message, or its event stream.",
+            content(
+                (crate::anthropic::MessageOut = "application/json"),
+                (crate::anthropic::StreamEvent = "text/event-stream"),
+            )),
+        crate::api::openapi::AnthropicErrors,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -41,6 +64,7 @@ pub async fn create(
     let max_messages = state.config().server.max_messages;
     anthropic::check(&req, max_messages, true).map_err(AppError::Invalid)?;
     let model = state.proxy().resolve(&req.model).await?;
+    super::limits::check_model(&state, &identity, Some(&req.model), &model.upstream_id)?;
     let refs = anthropic::media_refs(&req).map_err(AppError::Invalid)?;
     let media = read_media(&state, refs).await?;
     let Translated {
@@ -59,10 +83,12 @@ pub async fn create(
         ignored.push("tools (the model generates media)".to_owned());
     }
     let out = &state.config().output;
+    let input_estimate = super::context::prompt_tokens(&turn).await;
+    super::context::anthropic(&model, input_estimate).map_err(AppError::Invalid)?;
     let head = Head {
         id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
         model: req.model.clone(),
-        input_estimate: prompt_tokens(&turn).await,
+        input_estimate,
         sources: out.search_info_mode,
     };
     let cut = Cut::new(
@@ -70,7 +96,8 @@ pub async fn create(
         req.max_tokens
             .map(|m| (m, crate::tokens::count as fn(&str) -> u64)),
     );
-    let ctx = super::chat::run_context(identity, conversation.options.session.as_deref());
+    let ctx = super::chat::run_context(identity, conversation.options.session.as_deref())
+        .continuing("messages", &conversation, &turn);
     let stream = req.stream.unwrap_or(false);
     let delivery = if stream {
         Delivery::Stream {
@@ -97,6 +124,19 @@ pub async fn create(
     Ok(resp)
 }
 
+/// Counts the tokens of the prompt the request would send (Qwen2.5's tokenizer).
+///
+/// `max_tokens` is not required here.
+#[utoipa::path(
+    post,
+    path = "/v1/messages/count_tokens",
+    tag = "Anthropic",
+    request_body = MessagesRequest,
+    responses(
+        (status = 200, description = "The count.", body = TokenCount),
+        crate::api::openapi::AnthropicErrors,
+    ),
+)]
 pub async fn count_tokens(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -111,7 +151,7 @@ pub async fn count_tokens(
     let translated = anthropic::to_conversation(&req, Vec::new(), anthropic::wants_thinking(&req));
     let turn = state.proxy().prepare(&translated.conversation, &model)?;
     Ok(axum::Json(TokenCount {
-        input_tokens: prompt_tokens(&turn).await,
+        input_tokens: super::context::prompt_tokens(&turn).await,
     }))
 }
 
@@ -131,28 +171,6 @@ fn session_header(headers: &HeaderMap) -> Option<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
-}
-
-/// Prompts up to this size are counted on the event loop (well under a millisecond).
-const COUNT_INLINE_BYTES: usize = 16 * 1024;
-
-/// The tokens of the prompt as it is sent: the message, and the prompt file when a long prompt
-/// goes as one (docs/token-counting.md). The first count builds the tokenizer (70–100 ms) and a
-/// long prompt takes milliseconds: both are counted off the event loop.
-async fn prompt_tokens(turn: &Turn) -> u64 {
-    let mut texts = vec![turn.prompt.clone()];
-    texts.extend(turn.attachments.iter().filter_map(|m| match &m.source {
-        crate::conversation::MediaSource::Blob(b) if b.mime == "text/plain" => {
-            Some(String::from_utf8_lossy(&b.bytes).into_owned())
-        }
-        _ => None,
-    }));
-    let size: usize = texts.iter().map(String::len).sum();
-    let count = move || crate::tokens::count_many(texts.iter().map(String::as_str));
-    if size <= COUNT_INLINE_BYTES && crate::tokens::is_loaded() {
-        return count();
-    }
-    tokio::task::spawn_blocking(count).await.unwrap_or(0)
 }
 
 async fn read_media(
@@ -188,12 +206,6 @@ fn whole(events: Vec<AnswerEvent>, head: &Head, mut cut: Cut) -> Response {
 /// What one answer item is written as: a few named events.
 type SseEvents = Vec<SseEvent>;
 
-/// The encoder's events, as SSE events.
-fn named(out: &mut Vec<anthropic::Sse>) -> impl Iterator<Item = SseEvent> + '_ {
-    out.drain(..)
-        .map(|(name, data)| SseEvent::Named(name, data))
-}
-
 /// The stream: `message_start` and a `ping` first, the blocks, then `message_delta` and
 /// `message_stop`; or `event: error` and nothing after it. A cut ends the stream (and drops the
 /// upstream answer).
@@ -207,12 +219,13 @@ fn sse_events(
         let mut passed = Vec::new();
         let mut first = true;
         let mut ended = false;
+        let mut finished = false;
         while let Some(item) = events.next().await {
             let mut batch: SseEvents = Vec::new();
             if first {
                 first = false;
                 enc.start(&mut out);
-                batch.extend(named(&mut out));
+                batch.extend(sse::named(&mut out));
                 batch.push(ping());
                 if matches!(item, Ok(Streamed::KeepAlive)) {
                     yield batch;
@@ -228,6 +241,7 @@ fn sse_events(
                             AnswerEvent::Finish(f) => {
                                 enc.finish(f, None, cut.used(), &mut out);
                                 ended = true;
+                                finished = true;
                             }
                             other => enc.event(other, &mut out),
                         }
@@ -245,7 +259,10 @@ fn sse_events(
                     return;
                 }
             }
-            batch.extend(named(&mut out));
+            batch.extend(sse::named(&mut out));
+            if finished {
+                sse::rest_of_answer(&mut events).await;
+            }
             if !batch.is_empty() {
                 yield batch;
             }
@@ -257,7 +274,7 @@ fn sse_events(
         // still ends well-formed.
         if !ended {
             enc.finish(Finish::Stop, None::<&CutReason>, cut.used(), &mut out);
-            yield named(&mut out).collect();
+            yield sse::named(&mut out).collect();
         }
     }
 }

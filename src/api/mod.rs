@@ -1,16 +1,23 @@
 //! The HTTP surface: routes, bearer auth, load shedding, CORS, our JSON extractor and thin
-//! handlers.
+//! handlers; the route table and the OpenAPI document that describes it.
 
 mod admin;
 mod auth;
 mod chat;
+mod context;
+mod docs;
 mod files;
 mod health;
 mod images;
 mod json;
+mod limits;
 mod messages;
+mod metrics;
 mod models;
 mod multipart;
+pub mod openapi;
+mod responses;
+mod routes;
 mod shed;
 mod sse;
 mod videos;
@@ -21,72 +28,123 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Method, Uri, header};
 use axum::middleware;
-use axum::routing::{delete, get, post, put};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 pub use auth::Identity;
 pub use json::parse as parse_json;
+pub use routes::Route;
+
+use routes::Routes;
 
 use crate::config::CorsOrigins;
 use crate::server::AppState;
 use crate::server::error::AppError;
 
 /// The client API: `/v1` (keys required, load shed, CORS for browser clients), `/models`,
-/// `/health` (liveness) and `/health/ready` (readiness).
+/// `/` (the service description), `/health` (liveness), `/ready` and `/health/ready`
+/// (readiness), `/openapi.json` and `/docs` (the API's description).
 pub fn public_routes(state: &AppState) -> Router<AppState> {
+    public(state).into_router()
+}
+
+/// The admin API (admin key required; `/verify` checks a key) and `/metrics` (the admin key
+/// unless `METRICS_PUBLIC`).
+pub fn admin_routes(state: &AppState) -> Router<AppState> {
+    admin(state).into_router()
+}
+
+/// Every route the main listener serves when the admin API shares it, in the order added.
+pub fn route_table(state: &AppState) -> Vec<Route> {
+    public(state).merge(admin(state)).listed().to_vec()
+}
+
+fn public(state: &AppState) -> Routes {
     let server = &state.config().server;
-    let mut v1 = Router::new()
-        .route("/v1/chat/completions", post(chat::completions))
-        .route("/v1/messages", post(messages::create))
-        .route("/v1/messages/count_tokens", post(messages::count_tokens))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{id}", get(models::one))
-        .route("/v1/images/generations", post(images::generations))
-        .route("/v1/images/edits", post(images::edits))
-        .route("/v1/videos", post(videos::create))
-        .route("/v1/videos/{id}", get(videos::get))
-        .route("/v1/files", post(files::create).get(files::list))
-        .route("/v1/files/upload", post(files::upload_compat))
-        .route("/v1/files/{id}", get(files::get).delete(files::delete))
-        .route("/v1/chat/multimodal", post(files::multimodal))
-        .route("/v1/image/upload_and_chat", post(files::image_and_chat))
-        .route("/v1/video/upload_and_chat", post(files::video_and_chat))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ));
+    let mut v1 = Routes::new()
+        .post("/v1/chat/completions", chat::completions)
+        .post("/v1/messages", messages::create)
+        .post("/v1/messages/count_tokens", messages::count_tokens)
+        .post("/v1/responses", responses::create)
+        .get("/v1/responses/{id}", responses::retrieve)
+        .delete("/v1/responses/{id}", responses::delete)
+        .get("/v1/responses/{id}/input_items", responses::input_items)
+        .get("/v1/models", models::list)
+        .get("/v1/models/{id}", models::one)
+        .post("/v1/images/generations", images::generations)
+        .post("/v1/images/edits", images::edits)
+        .post("/v1/videos", videos::create)
+        .get("/v1/videos/{id}", videos::get)
+        .post("/v1/files", files::create)
+        .get("/v1/files", files::list)
+        .post("/v1/files/upload", files::upload_compat)
+        .get("/v1/files/{id}", files::get)
+        .delete("/v1/files/{id}", files::delete)
+        .post("/v1/chat/multimodal", files::multimodal)
+        .post("/v1/image/upload_and_chat", files::image_and_chat)
+        .post("/v1/video/upload_and_chat", files::video_and_chat)
+        // Inside the key check, which puts the caller's `Identity` in place.
+        .layered(|r| {
+            r.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                limits::enforce,
+            ))
+        })
+        .layered(|r| {
+            r.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_key,
+            ))
+        });
     if server.max_concurrent > 0 {
         let limit = shed::Limit(Arc::new(tokio::sync::Semaphore::new(server.max_concurrent)));
-        v1 = v1.route_layer(middleware::from_fn_with_state(limit, shed::shed));
+        v1 = v1.layered(|r| r.route_layer(middleware::from_fn_with_state(limit, shed::shed)));
     }
-    let open = Router::new()
-        .route("/models", get(models::list))
-        .route("/health", get(health::health))
-        .route("/health/ready", get(health::ready));
+    let open = Routes::new()
+        .get("/", health::about)
+        .get("/models", models::list)
+        .get("/health", health::health)
+        .get("/health/ready", health::ready)
+        .get("/ready", health::ready)
+        .get("/openapi.json", openapi::serve)
+        .get("/docs", docs::page);
     v1.merge(open)
 }
 
-/// The admin API (admin key required; `/verify` checks a key).
-pub fn admin_routes(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/api/addAccount", post(admin::add_account))
-        .route(
-            "/api/deleteAccount/{account_id}",
-            delete(admin::delete_account),
-        )
-        .route("/api/accountsHealth", get(admin::accounts_health))
-        .route("/api/reloadConfig", post(admin::reload_config))
-        .route("/api/configStatus", get(admin::config_status))
-        .route("/api/keys", post(admin::create_key).get(admin::list_keys))
-        .route("/api/keys/{id}", delete(admin::delete_key))
-        .route("/api/accounts/{account_id}/proxy", put(admin::set_proxy))
-        .route("/api/usage", get(admin::usage))
-        .route("/v2/files/getstsToken", post(files::sts_token))
-        .route_layer(middleware::from_fn_with_state(
+fn admin(state: &AppState) -> Routes {
+    Routes::new()
+        .post("/api/addAccount", admin::add_account)
+        .delete("/api/deleteAccount/{account_id}", admin::delete_account)
+        .get("/api/accountsHealth", admin::accounts_health)
+        .post("/api/reloadConfig", admin::reload_config)
+        .get("/api/configStatus", admin::config_status)
+        .post("/api/keys", admin::create_key)
+        .get("/api/keys", admin::list_keys)
+        .delete("/api/keys/{id}", admin::delete_key)
+        .put("/api/keys/{id}/limits", admin::set_key_limits)
+        .put("/api/accounts/{account_id}/proxy", admin::set_proxy)
+        .get("/api/usage", admin::usage)
+        .post("/v2/files/getstsToken", files::sts_token)
+        .layered(|r| {
+            r.route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_admin,
+            ))
+        })
+        .post("/verify", admin::verify)
+        .merge(scrape(state))
+}
+
+fn scrape(state: &AppState) -> Routes {
+    let routes = Routes::new().get("/metrics", metrics::scrape);
+    if state.config().server.metrics_public {
+        return routes;
+    }
+    routes.layered(|r| {
+        r.route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
         ))
-        .route("/verify", post(admin::verify))
+    })
 }
 
 /// Error envelopes for unknown routes and methods, the body limit and CORS, around `routes`.
@@ -135,10 +193,12 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
                 HeaderName::from_static("x-api-key"),
                 HeaderName::from_static("anthropic-version"),
                 HeaderName::from_static("anthropic-beta"),
+                crate::telemetry::X_REQUEST_ID,
             ])
             .expose_headers([
                 header::RETRY_AFTER,
                 HeaderName::from_static("x-qwen2api-warning"),
+                crate::telemetry::X_REQUEST_ID,
             ])
             .max_age(std::time::Duration::from_secs(3600)),
     )

@@ -11,6 +11,21 @@ use crate::openai::{ModelList, ModelObject};
 use crate::server::AppState;
 use crate::server::error::AppError;
 
+/// The model list.
+///
+/// Each model with the variants it supports (`-thinking`, `-search`, `-image`, …). In
+/// Anthropic's shape (`AnthropicModelList`) when the request sends `anthropic-version`.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    operation_id = "list_models",
+    tag = "Models",
+    params(("anthropic-version" = Option<String>, Header, description = "Any value: answer in Anthropic's shape.")),
+    responses(
+        (status = 200, description = "The models.", body = ModelList),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let models = listed(&state).await;
     if wants_anthropic(&headers) {
@@ -30,6 +45,21 @@ pub async fn list(State(state): State<AppState>, headers: HeaderMap) -> Response
     .into_response()
 }
 
+/// One model.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    operation_id = "get_model",
+    tag = "Models",
+    params(
+        ("id" = String, Path, description = "A model id from the list."),
+        ("anthropic-version" = Option<String>, Header, description = "Any value: answer in Anthropic's shape (`ModelInfo`)."),
+    ),
+    responses(
+        (status = 200, description = "The model.", body = ModelObject),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn one(
     State(state): State<AppState>,
     headers: HeaderMap,

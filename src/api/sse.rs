@@ -45,6 +45,21 @@ impl SseEvent {
 
 const KEEP_ALIVE: SseEvent = SseEvent::Comment("keep-alive");
 
+/// A surface encoder's `(event name, JSON)` pairs as named SSE events (Anthropic's and the
+/// Responses stream name every event).
+pub fn named<'a>(out: &'a mut Vec<(&'static str, String)>) -> impl Iterator<Item = SseEvent> + 'a {
+    out.drain(..)
+        .map(|(name, data)| SseEvent::Named(name, data))
+}
+
+/// Reads what follows a finished answer: the proxy filing its chat for the next turn. A
+/// surface that writes its own last event awaits this first, so that the client's next
+/// request finds the chat.
+pub async fn rest_of_answer(events: &mut crate::proxy::AnswerStream) {
+    use futures::StreamExt as _;
+    while events.next().await.is_some() {}
+}
+
 /// A write is sent once it holds this much, even if more events are ready.
 const WRITE_AT: usize = 16 * 1024;
 /// Scheduler rounds a write waits at most for more events.

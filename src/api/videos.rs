@@ -18,7 +18,7 @@ use crate::proxy::Turn;
 use crate::server::AppState;
 use crate::server::error::AppError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct VideoRequest {
     #[serde(default)]
     pub model: Option<String>,
@@ -29,6 +29,20 @@ pub struct VideoRequest {
     pub user: Option<String>,
 }
 
+/// Starts a video generation job.
+///
+/// The answer is the job (`queued`); ask `GET /v1/videos/{id}` for its state and URL.
+#[utoipa::path(
+    post,
+    path = "/v1/videos",
+    operation_id = "create_video",
+    tag = "Media",
+    request_body = VideoRequest,
+    responses(
+        (status = 200, description = "The job.", body = crate::media::jobs::VideoJob),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn create(
     State(state): State<AppState>,
     Extension(identity): Extension<Identity>,
@@ -47,6 +61,7 @@ pub async fn create(
         ))
     })?;
     let model = media_model(&state, req.model.as_deref(), ChatType::Video).await?;
+    super::limits::check_model(&state, &identity, req.model.as_deref(), &model)?;
     let job = state.videos().create(&model, &req.prompt, size);
     let chat = Turn {
         chat_type: ChatType::Video,
@@ -79,6 +94,18 @@ pub async fn create(
     Ok(axum::Json(job).into_response())
 }
 
+/// A video job's state, and its URL once `completed`.
+#[utoipa::path(
+    get,
+    path = "/v1/videos/{id}",
+    operation_id = "get_video",
+    tag = "Media",
+    params(("id" = String, Path, description = "The job id (`video_…`).")),
+    responses(
+        (status = 200, description = "The job.", body = crate::media::jobs::VideoJob),
+        crate::api::openapi::OpenAiErrors,
+    ),
+)]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -68,12 +68,19 @@ impl ModelAliases {
 }
 
 /// A lower-cased glob: `*` is any run of characters (also none), `?` exactly one.
+/// Also the allowed models of a key (`keys::limits`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Glob(Vec<char>);
+pub struct Glob(Vec<char>);
 
 impl Glob {
-    fn new(pattern: &str) -> Self {
+    pub fn new(pattern: &str) -> Self {
         Self(pattern.chars().map(|c| c.to_ascii_lowercase()).collect())
+    }
+
+    /// Whether all of `s` matches, without regard to ASCII case.
+    pub fn is_match(&self, s: &str) -> bool {
+        let s: Vec<char> = s.chars().map(|c| c.to_ascii_lowercase()).collect();
+        self.matches(&s)
     }
 
     /// Whether the lower-cased `s` matches as a whole. Linear backtracking to the last `*`:

@@ -3,6 +3,7 @@
 mod accounts;
 mod aliases;
 mod lifecycle;
+mod logging;
 mod media;
 pub mod parse;
 mod secret;
@@ -17,8 +18,9 @@ use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
-pub use aliases::ModelAliases;
+pub use aliases::{Glob, ModelAliases};
 pub use lifecycle::{AuthMode, LifecycleConfig, StoreConfig};
+pub use logging::{LOG_FILE_NAME, LogConfig, LogFiles, LogFormat};
 pub use media::MediaConfig;
 pub use parse::Vars;
 pub use secret::{ProxyUrl, Secret, mask_url_password};
@@ -83,7 +85,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub media: MediaConfig,
     pub tools: ToolsConfig,
-    pub log_level: String,
+    pub logging: LogConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -112,8 +114,14 @@ pub struct UpstreamConfig {
     pub first_byte_timeout: Duration,
     /// The longest silence allowed between two upstream stream reads.
     pub idle_timeout: Duration,
-    /// Delete each upstream chat after its completion.
+    /// Delete each upstream chat after its completion (a chat kept for continuation: when
+    /// its entry expires or is replaced).
     pub chat_cleanup: bool,
+    /// `CONVERSATION_CONTINUATION`: continue an earlier answer's upstream chat, sending only
+    /// the new turn.
+    pub conversation_continuation: bool,
+    /// `CONVERSATION_TTL_SECONDS`: how long an answered chat is kept for continuation.
+    pub conversation_ttl: Duration,
     /// Chats kept pre-created per account, model and chat type (0: off).
     pub chat_prewarm: usize,
     pub chat_prewarm_ttl: Duration,
@@ -277,14 +285,6 @@ impl Config {
             sticky: pacing.sticky,
             model_accounts: pacing.model_accounts,
         };
-        let log_level = src.get("LOG_LEVEL").unwrap_or_else(|| "info".to_owned());
-        if tracing_subscriber::EnvFilter::try_new(log_level.to_ascii_lowercase()).is_err() {
-            return Err(ConfigError::invalid(
-                "LOG_LEVEL",
-                "trace, debug, info, warn, error or a tracing filter directive",
-                &log_level,
-            ));
-        }
         Ok(Self {
             listen,
             keys,
@@ -300,7 +300,7 @@ impl Config {
             server: server::server(src)?,
             media: media::media(src)?,
             tools: tools::tools(src)?,
-            log_level: log_level.to_ascii_lowercase(),
+            logging: logging::logging(src)?,
         })
     }
 
@@ -387,6 +387,8 @@ fn upstream(src: &dyn Vars) -> Result<UpstreamConfig, ConfigError> {
         first_byte_timeout,
         idle_timeout: positive_seconds_or(src, "UPSTREAM_IDLE_TIMEOUT_SECONDS", 300.0)?,
         chat_cleanup: bool_or(src, "CHAT_CLEANUP", true)?,
+        conversation_continuation: bool_or(src, "CONVERSATION_CONTINUATION", true)?,
+        conversation_ttl: positive_seconds_or(src, "CONVERSATION_TTL_SECONDS", 3600.0)?,
         chat_prewarm: uint_or(src, "CHAT_PREWARM", 0usize, 0)?,
         chat_prewarm_ttl: positive_seconds_or(src, "CHAT_PREWARM_TTL_SECONDS", 120.0)?,
     })
@@ -447,6 +449,28 @@ mod tests {
         assert!(c.keys.admin_from_first_api_key);
         assert!(c.keys.admin_key.as_ref().unwrap().matches("sk-1"));
         assert_eq!(c.keys.api_keys.len(), 2);
+    }
+
+    #[test]
+    fn conversations_continue_for_an_hour_unless_switched_off() {
+        let c = Config::from_vars(&src(&[("API_KEY", "k")])).unwrap();
+        assert!(c.upstream.conversation_continuation);
+        assert_eq!(c.upstream.conversation_ttl, Duration::from_secs(3600));
+        let c = Config::from_vars(&src(&[
+            ("API_KEY", "k"),
+            ("CONVERSATION_CONTINUATION", "false"),
+            ("CONVERSATION_TTL_SECONDS", "90"),
+        ]))
+        .unwrap();
+        assert!(!c.upstream.conversation_continuation);
+        assert_eq!(c.upstream.conversation_ttl, Duration::from_secs(90));
+        for (var, bad) in [
+            ("CONVERSATION_TTL_SECONDS", "0"),
+            ("CONVERSATION_CONTINUATION", "maybe"),
+        ] {
+            let err = Config::from_vars(&src(&[("API_KEY", "k"), (var, bad)])).unwrap_err();
+            assert_eq!(err.var, var);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! and no type of any client surface or upstream.
 
 pub mod cut;
+pub mod thread;
 
 use std::sync::Arc;
 

@@ -1,7 +1,8 @@
 //! Downstream keys: those configured (`API_KEY`, `ADMIN_KEY`) and those created at runtime
 //! (stored hashed, shown once). Identifies callers in constant time.
-//! `usage` counts what each key (and each account) used.
+//! `usage` counts what each key (and each account) used; `limits` what a runtime key may use.
 
+pub mod limits;
 pub mod usage;
 
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::config::{KeysConfig, Secret};
-use crate::store::{KeyRecord, Store, StoreError, now_ms};
+use crate::store::{KeyLimits, KeyRecord, Store, StoreError, now_ms};
 
 /// Who is calling.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +45,8 @@ pub struct KeyView {
     pub key: String,
     pub created: Option<i64>,
     pub source: &'static str,
+    /// `null` for keys from `API_KEY`, which have no limits.
+    pub limits: Option<KeyLimits>,
 }
 
 pub struct KeyRing {
@@ -107,7 +110,11 @@ impl KeyRing {
     }
 
     /// Creates a key; its plaintext is returned here and never again.
-    pub async fn create(&self, label: &str) -> Result<(KeyRecord, Secret), StoreError> {
+    pub async fn create(
+        &self,
+        label: &str,
+        limits: KeyLimits,
+    ) -> Result<(KeyRecord, Secret), StoreError> {
         let plain = format!("sk-q2a-{}", uuid::Uuid::new_v4().simple());
         let rec = KeyRecord {
             id: format!("key_{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
@@ -115,6 +122,7 @@ impl KeyRing {
             hash: hash_key(&plain),
             hint: mask(&plain),
             created_at: now_ms(),
+            limits,
         };
         self.store.insert_key(&rec).await?;
         self.refresh().await?;
@@ -125,6 +133,25 @@ impl KeyRing {
         let removed = self.store.delete_key(id).await?;
         self.refresh().await?;
         Ok(removed)
+    }
+
+    /// Replaces a runtime key's limits; false when there is no such key.
+    pub async fn set_limits(&self, id: &str, limits: &KeyLimits) -> Result<bool, StoreError> {
+        let changed = self.store.set_key_limits(id, limits).await?;
+        self.refresh().await?;
+        Ok(changed)
+    }
+
+    /// The limits of the runtime key `key_id`, when it has any (keys from `API_KEY` and
+    /// `ADMIN_KEY` have none). As of the last refresh: edits made through another replica
+    /// arrive with the next one (`STATUS_SYNC_SECONDS`).
+    pub fn limits(&self, key_id: &str) -> Option<KeyLimits> {
+        self.runtime
+            .load()
+            .iter()
+            .find(|k| k.id == key_id)
+            .filter(|k| !k.limits.is_none())
+            .map(|k| k.limits.clone())
     }
 
     /// Whether `id` names a key from `API_KEY`/`ADMIN_KEY` (revoked by editing those).
@@ -156,6 +183,7 @@ impl KeyRing {
                 key: mask(k.expose()),
                 created: None,
                 source: "env",
+                limits: None,
             })
             .collect();
         out.extend(self.runtime.load().iter().map(|k| KeyView {
@@ -164,6 +192,7 @@ impl KeyRing {
             key: k.hint.clone(),
             created: Some(k.created_at),
             source: "runtime",
+            limits: Some(k.limits.clone()),
         }));
         out
     }
@@ -213,7 +242,7 @@ mod tests {
             })
         );
         assert_eq!(ring.identify("sk-user"), None);
-        let (rec, plain) = ring.create("ci").await.unwrap();
+        let (rec, plain) = ring.create("ci", KeyLimits::default()).await.unwrap();
         assert_eq!(
             ring.identify(plain.expose()),
             Some(Caller::User {
@@ -226,7 +255,19 @@ mod tests {
                 .iter()
                 .any(|k| k.key.contains(&plain.expose()[7..]))
         );
-        assert!(ring.create("ci").await.is_err(), "duplicate label");
+        assert!(
+            ring.create("ci", KeyLimits::default()).await.is_err(),
+            "duplicate label"
+        );
+        assert_eq!(ring.limits(&rec.id), None, "no limits set");
+        let limits = KeyLimits {
+            requests_per_minute: Some(3),
+            ..KeyLimits::default()
+        };
+        assert!(ring.set_limits(&rec.id, &limits).await.unwrap());
+        assert_eq!(ring.limits(&rec.id), Some(limits.clone()));
+        assert!(!ring.set_limits("key_none", &limits).await.unwrap());
+        assert_eq!(ring.limits("env-1"), None);
         assert!(ring.revoke(&rec.id).await.unwrap());
         assert_eq!(ring.identify(plain.expose()), None);
     }

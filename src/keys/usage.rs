@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::metrics::Metrics;
 use crate::store::{Store, Subject, UsageDelta, today};
 
 #[derive(Default, Clone, Copy)]
@@ -17,18 +18,21 @@ struct Counts {
 pub struct UsageRecorder {
     store: Arc<dyn Store>,
     pending: Mutex<HashMap<(String, Subject), Counts>>,
+    metrics: Arc<Metrics>,
 }
 
 impl UsageRecorder {
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             store,
             pending: Mutex::new(HashMap::new()),
+            metrics,
         })
     }
 
     /// Counts one completed request for its account and (when known) its key.
     pub fn record(&self, account: &str, key: Option<&str>, prompt: u64, completion: u64) {
+        self.metrics.tokens(account, key, prompt, completion);
         let day = today();
         let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let subjects = std::iter::once(Subject::Account(account.to_owned()))
@@ -39,6 +43,14 @@ impl UsageRecorder {
             c.prompt += prompt;
             c.completion += completion;
         }
+    }
+
+    /// Prompt and completion tokens counted for `subject` on `day` and not yet written.
+    pub fn pending_tokens(&self, day: &str, subject: &Subject) -> u64 {
+        let pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending
+            .get(&(day.to_owned(), subject.clone()))
+            .map_or(0, |c| c.prompt.saturating_add(c.completion))
     }
 
     /// Writes what has been counted so far; kept for the next flush if the store fails.

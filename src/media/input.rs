@@ -191,18 +191,7 @@ impl MediaInput<'_> {
     /// optional `filename`) read like any other media URL.
     async fn file(&self, file: &Value, param: &str) -> Result<FileInput, InvalidRequest> {
         if let Some(id) = file.get("file_id").and_then(Value::as_str) {
-            let Some((meta, bytes)) = self.files.get(id).await else {
-                return Err(InvalidRequest::new(
-                    format!("no file with id {id:?}; upload it with POST /v1/files first"),
-                    param,
-                    "file_not_found",
-                ));
-            };
-            let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
-            return Ok(FileInput::Stored(Media {
-                kind: MediaKind::from_mime(&meta.mime),
-                source: MediaSource::Blob(Arc::new(blob)),
-            }));
+            return self.file_id(id, param).await.map(FileInput::Stored);
         }
         let data = file
             .get("file_data")
@@ -221,6 +210,24 @@ impl MediaInput<'_> {
         Ok(FileInput::Data {
             data: data.to_owned(),
             filename,
+        })
+    }
+}
+
+impl MediaInput<'_> {
+    /// A file uploaded before with `POST /v1/files`.
+    pub async fn file_id(&self, id: &str, param: &str) -> Result<Media, InvalidRequest> {
+        let Some((meta, bytes)) = self.files.get(id).await else {
+            return Err(InvalidRequest::new(
+                format!("no file with id {id:?}; upload it with POST /v1/files first"),
+                param,
+                "file_not_found",
+            ));
+        };
+        let blob = Blob::new(bytes, meta.mime.clone(), meta.filename.clone());
+        Ok(Media {
+            kind: MediaKind::from_mime(&meta.mime),
+            source: MediaSource::Blob(Arc::new(blob)),
         })
     }
 }

@@ -2,10 +2,11 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// `POST /v1/chat/completions`. Fields that change nothing upstream (temperature, top_p, …)
 /// are accepted and ignored, as the web chat has no such knobs.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
     pub messages: Vec<Message>,
@@ -55,21 +56,21 @@ pub struct ChatCompletionRequest {
     pub response_format: Option<Value>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct StreamOptions {
     #[serde(default, deserialize_with = "null_as_default")]
     pub include_usage: bool,
 }
 
 /// `reasoning: {"effort": "low"}` (Responses-style, also sent by some chat clients).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ReasoningParam {
     #[serde(default)]
     pub effort: Option<String>,
 }
 
 /// `thinking: {"type": "enabled", "budget_tokens": 1024}` (Anthropic-style).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ThinkingParam {
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
@@ -77,7 +78,7 @@ pub struct ThinkingParam {
     pub budget_tokens: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Message {
     pub role: Role,
     #[serde(default)]
@@ -95,7 +96,7 @@ pub struct Message {
     pub name: Option<Value>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     System,
@@ -119,14 +120,14 @@ impl Role {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
     Parts(Vec<ContentPart>),
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentPart {
     Text {
@@ -148,7 +149,8 @@ pub enum ContentPart {
         #[serde(default)]
         file: Value,
     },
-    #[serde(other)]
+    // Never serialized: `skip_serializing` only keeps this fallback out of the OpenAPI schema.
+    #[serde(other, skip_serializing)]
     Unknown,
 }
 

@@ -1,8 +1,9 @@
 //! What we send back: completions, stream chunks, models and the error envelope.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChatCompletion<'a> {
     pub id: &'a str,
     pub object: &'static str,
@@ -12,7 +13,7 @@ pub struct ChatCompletion<'a> {
     pub usage: Usage,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Choice {
     pub index: u32,
     pub message: ResponseMessage,
@@ -20,10 +21,11 @@ pub struct Choice {
     pub finish_reason: FinishReason,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ResponseMessage {
     pub role: &'static str,
     /// `null` when the answer is tool calls with no text around them.
+    #[schema(required = true)]
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
@@ -32,7 +34,7 @@ pub struct ResponseMessage {
 }
 
 /// A whole tool call in a non-streamed completion.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ToolCallOut {
     pub id: String,
     #[serde(rename = "type")]
@@ -53,13 +55,13 @@ impl ToolCallOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct FunctionOut {
     pub name: String,
     pub arguments: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
     Stop,
@@ -68,7 +70,7 @@ pub enum FinishReason {
     ToolCalls,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -77,14 +79,14 @@ pub struct Usage {
     pub completion_tokens_details: Option<CompletionTokensDetails>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, ToSchema)]
 pub struct CompletionTokensDetails {
     pub reasoning_tokens: u64,
 }
 
 /// One `chat.completion.chunk`. `usage` is `Some(None)` (`"usage":null`) on every chunk when the
 /// client asked for usage, and absent otherwise, as OpenAI does.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChatCompletionChunk<'a> {
     pub id: &'a str,
     pub object: &'static str,
@@ -95,7 +97,7 @@ pub struct ChatCompletionChunk<'a> {
     pub usage: Option<Option<Usage>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChunkChoice<'a> {
     pub index: u32,
     pub delta: Delta<'a>,
@@ -103,7 +105,7 @@ pub struct ChunkChoice<'a> {
     pub finish_reason: Option<FinishReason>,
 }
 
-#[derive(Clone, Copy, Debug, Default, Serialize)]
+#[derive(Clone, Copy, Debug, Default, Serialize, ToSchema)]
 pub struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
@@ -116,7 +118,7 @@ pub struct Delta<'a> {
 }
 
 /// One tool call's piece in a stream chunk: the first names it, the next carry arguments.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 pub struct ToolCallDelta<'a> {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -126,7 +128,7 @@ pub struct ToolCallDelta<'a> {
     pub function: FunctionDelta<'a>,
 }
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Copy, Debug, Serialize, ToSchema)]
 pub struct FunctionDelta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
@@ -134,13 +136,13 @@ pub struct FunctionDelta<'a> {
     pub arguments: Option<&'a str>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
     pub object: &'static str,
     pub data: Vec<ModelObject>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ModelObject {
     pub id: String,
     pub object: &'static str,
@@ -149,16 +151,18 @@ pub struct ModelObject {
 }
 
 /// `{"error":{"message","type","param","code"}}`, also used as one SSE event mid-stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorEnvelope<'a> {
     pub error: ErrorBody<'a>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody<'a> {
     pub message: &'a str,
     #[serde(rename = "type")]
     pub kind: &'a str,
+    #[schema(required = true)]
     pub param: Option<&'a str>,
+    #[schema(required = true)]
     pub code: Option<&'a str>,
 }

@@ -51,6 +51,8 @@ pub struct ModelEntry {
     pub chat: bool,
     /// Generation chat types the model lists (`t2i`, `image_edit`, `t2v`).
     pub media: Vec<ChatType>,
+    /// Its context length in tokens, when the list gives one.
+    pub context: Option<u64>,
 }
 
 impl ModelEntry {
@@ -78,6 +80,7 @@ impl From<&UpstreamModel> for ModelEntry {
                 .filter_map(|t| ChatType::parse(t))
                 .filter(|t| t.feature().is_some())
                 .collect(),
+            context: m.context_length(),
         }
     }
 }
@@ -309,6 +312,7 @@ impl Catalog {
                     search: text && v.search,
                     must_think: text && m.must_think,
                     media: v.media,
+                    context_tokens: m.context,
                 })
             }
             None if (snap.fallback || configured_by.is_some()) && !base.is_empty() => {
@@ -328,6 +332,7 @@ impl Catalog {
                     search: text && v.search,
                     must_think: false,
                     media: v.media,
+                    context_tokens: None,
                 })
             }
             None => None,
@@ -438,6 +443,7 @@ fn fallback() -> Vec<ModelEntry> {
         must_think,
         chat: true,
         media: vec![ChatType::Image, ChatType::ImageEdit, ChatType::Video],
+        context: None,
     };
     vec![
         entry("qwen3.7-plus", true, true, false),
@@ -463,6 +469,7 @@ mod tests {
             must_think: false,
             chat: true,
             media,
+            context: None,
         }
     }
 

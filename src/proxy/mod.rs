@@ -2,14 +2,21 @@
 //! visible event → fail over to the next account while nothing has been sent. The whole
 //! first-byte policy lives here: invisible events are held back, a stream waits for its first
 //! visible event (or sends a keep-alive once the upstream is slow), an answer that ends with
-//! nothing is an error, and failover happens only before the first visible byte.
+//! nothing is an error, and failover happens only before the first visible byte. A request
+//! that continues an earlier answer's chat sends only its new tail there first, and falls back
+//! to a new chat with the whole conversation on any failure before the first byte
+//! (`continuation`).
 
 pub mod catalog;
+mod continuation;
+mod failover;
+mod format;
 pub mod prewarm;
 #[cfg(test)]
 mod tests;
 mod tools;
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +25,16 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 
+pub use self::continuation::Continuation;
+use self::continuation::{Kept, Resume};
+use self::failover::Failover;
 use self::prewarm::ChatPrewarm;
-use crate::accounts::{Account, AccountManager, Lease, Pool, Unavailable};
+use crate::accounts::{AccountManager, Pool};
 use crate::config::{MediaConfig, Secret};
-use crate::conversation::{
-    self, AnswerEvent, ChatType, Feature, Finish, InvalidRequest, TokenUsage,
-};
+use crate::conversation::{self, AnswerEvent, ChatType, Finish, InvalidRequest, TokenUsage};
 use crate::keys::usage::UsageRecorder;
 use crate::media::Uploader;
+use crate::metrics::{self, Metrics};
 use crate::tools::answer::Reading;
 use crate::upstream::{Credentials, ResolvedModel, TaskState, Upstream, UpstreamError};
 pub use crate::upstream::{StsToken, Turn, Uploaded};
@@ -68,6 +77,8 @@ enum Progress {
     /// The first upstream completion request has just been sent (the keep-alive clock starts).
     UpstreamCalled,
     Event(AnswerEvent),
+    /// After the last event: the answered chat, to file for continuation.
+    Kept(Kept),
 }
 
 /// Why a request could not be answered.
@@ -103,6 +114,9 @@ pub enum ProxyError {
     /// A strict tool's call did not fit its schema, also when asked again.
     #[error("a strict tool's call did not fit its parameters, also when asked again")]
     InvalidToolArguments,
+    /// The answer was not the JSON the format asked for, also when asked again.
+    #[error("the answer did not follow the requested format, also when asked again: {0}")]
+    FormatNotFollowed(String),
 }
 
 /// Why a conversation cannot be sent at all.
@@ -128,6 +142,7 @@ pub struct Proxy {
     prewarm: Arc<ChatPrewarm>,
     uploader: Uploader,
     media: MediaConfig,
+    metrics: Arc<Metrics>,
 }
 
 /// Who a request is for, as far as account choice and accounting go.
@@ -139,6 +154,9 @@ pub struct RunContext {
     pub sticky_key: Option<String>,
     /// `AUTH_MODE=passthrough`: the caller's own Qwen token is the account.
     pub passthrough: Option<Secret>,
+    /// Set by [`RunContext::continuing`]: the request may continue an earlier answer's chat,
+    /// and its answer is kept to be continued.
+    pub continuation: Option<Continuation>,
 }
 
 impl Proxy {
@@ -149,6 +167,7 @@ impl Proxy {
         usage: Arc<UsageRecorder>,
         uploader: Uploader,
         media: MediaConfig,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let habits = upstream.habits();
         let prewarm = ChatPrewarm::new(habits.prewarm, habits.prewarm_ttl);
@@ -160,6 +179,7 @@ impl Proxy {
             prewarm,
             uploader,
             media,
+            metrics,
         }
     }
 
@@ -264,19 +284,32 @@ impl Proxy {
         delivery: Delivery,
         ctx: RunContext,
     ) -> Result<Answer, ProxyError> {
+        metrics::request::model(&turn.model);
+        let remembering = ctx.clone();
         let attempts: Pin<Box<dyn Stream<Item = Result<Progress, ProxyError>> + Send>> =
             if turn.tools.is_some() {
                 Box::pin(self.tool_rounds(turn, delivery, ctx))
+            } else if turn.format != crate::conversation::ResponseFormat::Text {
+                Box::pin(self.format_rounds(turn, ctx))
             } else {
                 Box::pin(self.attempts(turn, delivery, ctx, None))
+            };
+        // Answers kept for continuation are noted on their way to the client.
+        let attempts: Pin<Box<dyn Stream<Item = Result<Progress, ProxyError>> + Send>> =
+            if self.keeps(&remembering) {
+                Box::pin(self.remember(attempts, &remembering))
+            } else {
+                attempts
             };
         let keepalive = match delivery {
             Delivery::Whole => {
                 futures::pin_mut!(attempts);
                 let mut events = Vec::new();
                 while let Some(item) = attempts.next().await {
-                    if let Progress::Event(ev) = item? {
-                        events.push(ev);
+                    match item? {
+                        Progress::Event(ev) => events.push(ev),
+                        Progress::UpstreamCalled => metrics::request::upstream_called(),
+                        Progress::Kept(_) => {}
                     }
                 }
                 return Ok(Answer::Whole(events));
@@ -296,7 +329,11 @@ impl Proxy {
             };
             tokio::select! {
                 item = attempts.next() => match item {
-                    Some(Ok(Progress::UpstreamCalled)) => deadline = Some(Instant::now() + keepalive),
+                    Some(Ok(Progress::UpstreamCalled)) => {
+                        metrics::request::upstream_called();
+                        deadline = Some(Instant::now() + keepalive);
+                    }
+                    Some(Ok(Progress::Kept(_))) => {}
                     Some(Ok(Progress::Event(ev))) => break Streamed::Event(ev),
                     Some(Err(e)) => return Err(e),
                     None => return Err(ProxyError::MidStream(UpstreamError::EmptyAnswer)),
@@ -304,10 +341,16 @@ impl Proxy {
                 () = wait => break Streamed::KeepAlive,
             }
         };
+        if matches!(first, Streamed::Event(_)) {
+            metrics::request::visible_event();
+        }
         let rest = attempts.filter_map(|item| async move {
             match item {
-                Ok(Progress::UpstreamCalled) => None,
-                Ok(Progress::Event(ev)) => Some(Ok(Streamed::Event(ev))),
+                Ok(Progress::UpstreamCalled | Progress::Kept(_)) => None,
+                Ok(Progress::Event(ev)) => {
+                    metrics::request::visible_event();
+                    Some(Ok(Streamed::Event(ev)))
+                }
                 Err(e) => Some(Err(e)),
             }
         });
@@ -335,10 +378,19 @@ impl Proxy {
         let this = Arc::clone(self);
         let buffered = delivery == Delivery::Whole;
         async_stream::stream! {
-            let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref(), req.chat_type.feature());
+            let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref(), req.chat_type.feature(), &this.metrics);
             let mut announced = false;
+            let keeps = this.keeps(&ctx);
+            let mut resume: Option<Resume> = this.resumable(&req, &ctx).await;
             'accounts: loop {
-                let lease = match f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await {
+                let leased = match resume.as_mut().and_then(|r| r.lease.take()) {
+                    Some(l) => {
+                        f.tried.push(l.account().id.clone());
+                        Ok(l)
+                    }
+                    None => f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await,
+                };
+                let lease = match leased {
                     Ok(l) => l,
                     Err(e) => {
                         yield Err(e);
@@ -347,54 +399,80 @@ impl Proxy {
                 };
                 let account = Arc::clone(lease.account());
                 let creds = account.credentials();
-                let uploads = if req.attachments.is_empty() {
-                    Vec::new()
-                } else {
-                    let scope = f.passthrough.is_none().then_some(account.id.as_str());
-                    match this.uploader.uploads(&creds, scope, &req).await {
-                        Ok(files) => files,
-                        Err(e) => {
-                            if let Err(fin) = f.failed(&this.accounts, &account, e) {
-                                yield Err(fin);
-                                return;
-                            }
-                            continue 'accounts;
-                        }
-                    }
-                };
+                // The whole conversation's uploads, made once a new chat needs them.
+                let mut uploads: Option<Vec<Uploaded>> = None;
                 let mut busy_retried = false;
                 'chat: loop {
-                    let prewarmed = if busy_retried || f.passthrough.is_some() {
-                        None
-                    } else {
-                        let (ready, expired) = this.prewarm.take(&account.id, &req);
-                        for id in expired {
-                            drop(ChatCleanup::new(&this.upstream, &creds, id));
-                        }
-                        this.prewarm.refill(&this.upstream, &account.id, &creds, &req);
-                        ready
-                    };
-                    let created = match prewarmed {
-                        Some(id) => Ok(id),
-                        None => this.upstream.create_chat(&creds, &req).await,
-                    };
-                    let chat_id = match created {
-                        Ok(id) => id,
-                        Err(e) => {
-                            if let Err(fin) = f.failed(&this.accounts, &account, e) {
-                                yield Err(fin);
-                                return;
+                    // A continuation is tried first and once: any failure before the first
+                    // byte falls back to a new chat on the same account (docs/upstream.md §5.5).
+                    let resumed = resume.take().filter(|r| r.entry.account_id == account.id);
+                    let continued = resumed.is_some();
+                    let (turn, chat_id, mut cleanup, sent_uploads) = if let Some(r) = resumed {
+                        let sent_uploads = if r.turn.attachments.is_empty() {
+                            Vec::new()
+                        } else {
+                            match this.uploader.uploads(&creds, Some(account.id.as_str()), &r.turn).await {
+                                Ok(files) => files,
+                                Err(e) => {
+                                    tracing::info!(account = %account.id, error = %e, "continuation failed; starting a new chat");
+                                    this.metrics.continuation_fallback("upload_failed");
+                                    continue 'chat;
+                                }
                             }
-                            continue 'accounts;
-                        }
+                        };
+                        (Cow::Owned(r.turn), r.entry.chat_id, None, sent_uploads)
+                    } else {
+                        let ready = match uploads.take() {
+                            Some(files) => files,
+                            None if req.attachments.is_empty() => Vec::new(),
+                            None => {
+                                let scope = f.passthrough.is_none().then_some(account.id.as_str());
+                                match this.uploader.uploads(&creds, scope, &req).await {
+                                    Ok(files) => files,
+                                    Err(e) => {
+                                        if let Err(fin) = f.failed(&this.accounts, &account, e) {
+                                            yield Err(fin);
+                                            return;
+                                        }
+                                        continue 'accounts;
+                                    }
+                                }
+                            }
+                        };
+                        uploads = Some(ready.clone());
+                        let prewarmed = if busy_retried || f.passthrough.is_some() {
+                            None
+                        } else {
+                            let (ready, expired) = this.prewarm.take(&account.id, &req);
+                            for id in expired {
+                                drop(ChatCleanup::new(&this.upstream, &creds, id));
+                            }
+                            this.prewarm.refill(&this.upstream, &account.id, &creds, &req);
+                            ready
+                        };
+                        let created = match prewarmed {
+                            Some(id) => Ok(id),
+                            None => this.upstream.create_chat(&creds, &req).await,
+                        };
+                        let chat_id = match created {
+                            Ok(id) => id,
+                            Err(e) => {
+                                if let Err(fin) = f.failed(&this.accounts, &account, e) {
+                                    yield Err(fin);
+                                    return;
+                                }
+                                continue 'accounts;
+                            }
+                        };
+                        let cleanup = ChatCleanup::new(&this.upstream, &creds, chat_id.clone());
+                        (Cow::Borrowed(&req), chat_id, Some(cleanup), ready)
                     };
-                    let _cleanup = ChatCleanup::new(&this.upstream, &creds, chat_id.clone());
                     if !announced {
                         announced = true;
                         yield Ok(Progress::UpstreamCalled);
                     }
-                    if req.chat_type == ChatType::Video {
-                        let task = match this.upstream.start_video(&creds, &req, &chat_id, &uploads).await {
+                    if turn.chat_type == ChatType::Video {
+                        let task = match this.upstream.start_video(&creds, &turn, &chat_id, &sent_uploads).await {
                             Ok(task) => task,
                             Err(UpstreamError::ChatInProgress) if !busy_retried => {
                                 busy_retried = true;
@@ -427,14 +505,24 @@ impl Proxy {
                         }
                         return;
                     }
-                    let mut events = match this.upstream.complete(&creds, &req, &chat_id, &uploads).await {
+                    let answer_id;
+                    let mut sent = Some(Instant::now());
+                    let mut events = match this.upstream.complete(&creds, &turn, &chat_id, &sent_uploads).await {
                         // With tools offered, calls are read out of the text here, so that
                         // what counts as the first visible event is the text or call a
                         // client would see.
-                        Ok(events) => match &reading {
-                            Some(reading) => crate::tools::answer::read_calls(reading.clone(), events),
-                            None => events,
-                        },
+                        Ok(done) => {
+                            answer_id = done.answer_id;
+                            match &reading {
+                                Some(reading) => crate::tools::answer::read_calls(reading.clone(), done.events),
+                                None => done.events,
+                            }
+                        }
+                        Err(e) if continued => {
+                            tracing::info!(account = %account.id, class = e.class(), error = %e, "continuation failed; starting a new chat");
+                            this.metrics.continuation_fallback(e.class());
+                            continue 'chat;
+                        }
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                             busy_retried = true;
@@ -452,6 +540,9 @@ impl Proxy {
                     let mut committed = false;
                     let mut usage = TokenUsage::default();
                     while let Some(item) = events.next().await {
+                        if let Some(t) = sent.take() {
+                            this.metrics.upstream_first_byte(&turn.model, t.elapsed());
+                        }
                         match item {
                             Ok(ev) => {
                                 let done = matches!(ev, AnswerEvent::Finish(_));
@@ -477,6 +568,11 @@ impl Proxy {
                                     yield Ok(Progress::Event(ev));
                                 }
                             }
+                            Err(e) if !committed && continued => {
+                                tracing::info!(account = %account.id, class = e.class(), error = %e, "continuation failed; starting a new chat");
+                                this.metrics.continuation_fallback(e.class());
+                                continue 'chat;
+                            }
                             Err(UpstreamError::ChatInProgress) if !committed && !busy_retried => {
                                 tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                                 busy_retried = true;
@@ -493,13 +589,27 @@ impl Proxy {
                             Err(e) => {
                                 tracing::warn!(account = %account.id, class = e.class(), error = %e, "upstream failed mid-answer");
                                 if f.passthrough.is_none() {
-                                    this.accounts.report_failure(&account, &e);
+                                    f.report(&this.accounts, &account, &e);
                                 }
                                 yield Err(ProxyError::MidStream(e));
                                 return;
                             }
                         }
                     }
+                    metrics::request::upstream_ended();
+                    if keeps {
+                        this.metrics.continuation_chat(continued);
+                    }
+                    // The answered chat is filed for continuation (and then not deleted).
+                    if keeps && let Some(id) = answer_id.get() {
+                        yield Ok(Progress::Kept(Kept {
+                            account_id: account.id.clone(),
+                            chat_id,
+                            response_id: id.to_owned(),
+                            cleanup: cleanup.take(),
+                        }));
+                    }
+                    drop(cleanup);
                     drop(lease);
                     return;
                 }
@@ -550,181 +660,18 @@ fn busy_to_transient(e: UpstreamError) -> UpstreamError {
     }
 }
 
-/// Failover bookkeeping for one request: which accounts were tried and what went wrong.
-struct Failover {
-    retry_count: usize,
-    tried: Vec<String>,
-    /// Egresses (per-account proxy or none) that answered with a WAF challenge.
-    challenged: Vec<Option<String>>,
-    last: Option<UpstreamError>,
-    /// The caller's own account, in passthrough mode (tried once, never failed over).
-    passthrough: Option<Arc<Account>>,
-    /// The generation feature the request uses: its quota is rested per account.
-    feature: Option<Feature>,
-    /// A password account whose token was rejected: signed in again and tried once more
-    /// before failing over (the upstream may have forgotten its tokens in a restart).
-    sign_in_again: Option<Arc<Account>>,
-    signed_in_again: bool,
-}
-
-impl Failover {
-    fn new(
-        accounts: &AccountManager,
-        passthrough: Option<&Secret>,
-        feature: Option<Feature>,
-    ) -> Self {
-        Self {
-            retry_count: accounts.config().retry_count,
-            tried: Vec::new(),
-            challenged: Vec::new(),
-            last: None,
-            passthrough: passthrough.map(|t| Arc::new(Account::passthrough(t.clone()))),
-            feature,
-            sign_in_again: None,
-            signed_in_again: false,
-        }
-    }
-
-    /// How soon the first usable account whose feature quota rests has it again.
-    fn feature_back(&self, pool: &Pool) -> Option<Duration> {
-        let feature = self.feature?;
-        pool.accounts()
-            .iter()
-            .filter(|a| a.is_usable())
-            .filter_map(|a| a.feature_cooling(feature))
-            .min()
-    }
-
-    async fn lease(
-        &mut self,
-        accounts: &AccountManager,
-        model: &str,
-        sticky: Option<&str>,
-    ) -> Result<Lease, ProxyError> {
-        if let Some(own) = &self.passthrough {
-            if self.tried.is_empty() {
-                self.tried.push(own.id.clone());
-                return Ok(Lease::detached(Arc::clone(own)));
-            }
-            return Err(self.give_up(accounts.pool()));
-        }
-        if let Some(account) = self.sign_in_again.take() {
-            self.tried.push(account.id.clone());
-            if accounts.sign_in(&account).await.is_ok() {
-                let others = |a: &Account| a.id != account.id;
-                if let Ok(l) = accounts.lease(model, sticky, &others).await {
-                    return Ok(l);
-                }
-            }
-        }
-        if self.tried.len() >= self.retry_count {
-            return Err(self.give_up(accounts.pool()));
-        }
-        let (tried, challenged, feature) = (&self.tried, &self.challenged, self.feature);
-        let skip = |a: &Account| {
-            tried.contains(&a.id)
-                || challenged.iter().any(|p| *p == a.credentials().proxy)
-                || feature.is_some_and(|f| a.feature_cooling(f).is_some())
-        };
-        match accounts.lease(model, sticky, &skip).await {
-            Ok(l) => {
-                self.tried.push(l.account().id.clone());
-                Ok(l)
-            }
-            Err(_) if self.last.is_some() => Err(self.give_up(accounts.pool())),
-            Err(Unavailable::Cooling { retry_after }) => {
-                Err(ProxyError::AllCooling { retry_after })
-            }
-            Err(Unavailable::Busy { retry_after }) => Err(ProxyError::AllBusy { retry_after }),
-            // Every account left may be resting this request's feature.
-            Err(Unavailable::NoneUsable) => Err(match self.feature_back(accounts.pool()) {
-                Some(retry_after) => ProxyError::AllCooling { retry_after },
-                None => ProxyError::NoAccount,
-            }),
-        }
-    }
-
-    /// Records a failure before anything was sent: `Ok` to try the next account, `Err` to stop.
-    fn failed(
-        &mut self,
-        accounts: &Arc<AccountManager>,
-        account: &Arc<Account>,
-        err: UpstreamError,
-    ) -> Result<(), ProxyError> {
-        tracing::warn!(account = %account.id, class = err.class(), error = %err, "upstream attempt failed");
-        if matches!(err, UpstreamError::Auth(_))
-            && self.passthrough.is_none()
-            && !self.signed_in_again
-            && accounts.claim_sign_in_again(account)
-        {
-            self.signed_in_again = true;
-            self.tried.retain(|id| *id != account.id);
-            self.sign_in_again = Some(Arc::clone(account));
-            self.last = Some(err);
-            return Ok(());
-        }
-        match (&err, self.feature) {
-            (_, _) if self.passthrough.is_some() => {}
-            (UpstreamError::RateLimited { retry_after, .. }, Some(feature)) => {
-                let rest = retry_after.unwrap_or(accounts.config().rate_limit_cooldown);
-                account.cool_feature(feature, rest);
-            }
-            _ => accounts.report_failure(account, &err),
-        }
-        let retry = err.is_retryable() || matches!(err, UpstreamError::Challenge(_));
-        if matches!(err, UpstreamError::Challenge(_)) {
-            self.challenged.push(account.credentials().proxy);
-        }
-        self.last = Some(err);
-        if retry {
-            Ok(())
-        } else {
-            Err(self.give_up(accounts.pool()))
-        }
-    }
-
-    fn succeeded(&self, proxy: &Proxy, account: &Account, key_id: Option<&str>, usage: TokenUsage) {
-        if self.passthrough.is_none() {
-            proxy.accounts.report_success(account);
-            proxy
-                .usage
-                .record(&account.id, key_id, usage.input, usage.output);
-        }
-    }
-
-    fn give_up(&mut self, pool: &Pool) -> ProxyError {
-        let last = self
-            .last
-            .take()
-            .unwrap_or(UpstreamError::Transient("no attempt was made".into()));
-        if self.passthrough.is_some() && matches!(last, UpstreamError::Auth(_)) {
-            return ProxyError::PassthroughRejected;
-        }
-        let retry_after = match &last {
-            UpstreamError::RateLimited { retry_after, .. } => Some(
-                self.feature_back(pool)
-                    .or_else(|| pool.soonest_back())
-                    .or(*retry_after)
-                    .unwrap_or(Duration::from_secs(60)),
-            ),
-            _ => None,
-        };
-        ProxyError::Failed {
-            last,
-            challenged: !self.challenged.is_empty(),
-            retry_after,
-            usable_accounts: if self.passthrough.is_some() {
-                0
-            } else {
-                pool.usable_count()
-            },
-        }
-    }
-}
-
-/// Deletes the upstream chat in the background once the attempt is over, however it ends.
+/// Deletes the upstream chat in the background once the attempt is over, however it ends
+/// (unless disarmed: a chat kept for continuation).
 struct ChatCleanup {
     job: Option<(Arc<dyn Upstream>, Credentials, String)>,
+}
+
+impl std::fmt::Debug for ChatCleanup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatCleanup")
+            .field("chat", &self.job.as_ref().map(|(_, _, id)| id))
+            .finish()
+    }
 }
 
 impl ChatCleanup {
@@ -733,6 +680,13 @@ impl ChatCleanup {
         Self {
             job: enabled.then(|| (Arc::clone(upstream), creds.clone(), chat_id)),
         }
+    }
+}
+
+impl ChatCleanup {
+    /// The chat stays.
+    fn disarm(&mut self) {
+        self.job = None;
     }
 }
 

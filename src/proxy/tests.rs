@@ -44,9 +44,10 @@ async fn proxy(up: &Arc<Scripted>) -> Arc<Proxy> {
         Arc::clone(&upstream),
         manager,
         Catalog::new(cfg.models.clone()),
-        UsageRecorder::new(Arc::clone(&store)),
+        UsageRecorder::new(Arc::clone(&store), crate::metrics::Metrics::new()),
         Uploader::new(upstream, store),
         cfg.media.clone(),
+        crate::metrics::Metrics::new(),
     ))
 }
 

@@ -1,7 +1,8 @@
 //! A turn with tools: its answer is read for calls, and an answer that falls short of a proper
 //! turn (empty, an unreadable call, the site's refusal of a call, no call when one is required,
 //! arguments that do not fit) gets one corrective round before the client sees the shortfall
-//! (docs/tools.md). The usage reported is that of both rounds.
+//! (docs/tools.md). The usage reported is that of both rounds. Only an answer without a
+//! corrective round is kept for continuation.
 
 use std::sync::Arc;
 
@@ -58,6 +59,11 @@ impl Proxy {
             let round = this.attempts(next, delivery, ctx, Some(last.clone()));
             futures::pin_mut!(round);
             while let Some(item) = round.next().await {
+                // A corrected answer's chat is not kept: its one message holds the
+                // correction, not the conversation as the client has it.
+                if let Ok(Progress::Kept(_)) = &item {
+                    continue;
+                }
                 if let Ok(Progress::Event(AnswerEvent::Finish(_))) = &item {
                     match last.verdict().shortfall {
                         Some(Shortfall::NoCall) => {

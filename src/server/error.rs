@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::conversation::InvalidRequest;
+use crate::keys::limits::LimitError;
 use crate::openai::{ErrorBody, ErrorEnvelope};
 use crate::proxy::{PrepareError, ProxyError};
 use crate::telemetry::LoggedError;
@@ -51,6 +52,9 @@ pub enum AppError {
     /// A generation answered, but without the image or video asked for.
     #[error("{0}")]
     NoMedia(String),
+    /// A runtime key's limit refuses the request.
+    #[error(transparent)]
+    KeyLimit(#[from] LimitError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
 }
@@ -256,9 +260,42 @@ impl AppError {
                 "no_media_in_answer",
                 m.clone(),
             ),
+            AppError::KeyLimit(e) => render_limit(e),
             AppError::Proxy(p) => render_proxy(p),
         }
     }
+}
+
+/// 403 `permission_error` for what waiting does not change, 429 with `Retry-After` otherwise.
+fn render_limit(e: &LimitError) -> Rendered {
+    use StatusCode as S;
+    let (status, kind, code) = match e {
+        LimitError::Expired(_) => (S::FORBIDDEN, "permission_error", "key_expired"),
+        LimitError::ModelNotAllowed(..) => (S::FORBIDDEN, "permission_error", "model_not_allowed"),
+        LimitError::RequestsPerMinute { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "requests_per_minute_exceeded",
+        ),
+        LimitError::ConcurrentRequests { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "concurrent_requests_exceeded",
+        ),
+        LimitError::TokensPerDay { .. } => (
+            S::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "tokens_per_day_exceeded",
+        ),
+    };
+    let mut r = Rendered::new(status, kind, code, e.to_string());
+    if matches!(e, LimitError::ModelNotAllowed(..)) {
+        r.param = Some("model".to_owned());
+    }
+    if let Some(d) = e.retry_after() {
+        r = r.retry_after(d);
+    }
+    r
 }
 
 fn render_proxy(err: &ProxyError) -> Rendered {
@@ -312,6 +349,15 @@ fn render_proxy(err: &ProxyError) -> Rendered {
             "The model's call of a strict tool did not fit the tool's parameters, also when \
              asked again."
                 .to_owned(),
+        ),
+        ProxyError::FormatNotFollowed(problem) => Rendered::new(
+            S::BAD_GATEWAY,
+            "server_error",
+            "format_not_followed",
+            format!(
+                "The model's answer did not follow the requested JSON format (response_format or \
+                 text.format), also when asked again: {problem}"
+            ),
         ),
         ProxyError::ToolCallMissing => Rendered::new(
             S::BAD_GATEWAY,

@@ -1,16 +1,18 @@
 //! The server's assembly: the app in one function (`router`), and `serve`, which takes a bound
 //! listener and a shutdown future so that tests and `main` start it the same way; the shared
 //! state, `AppError` (how a request fails, rendered), the event loops that serve connections,
-//! and the response body that holds a guard.
+//! the response bodies that hold a guard or a span, and the `API_PREFIX` in front of it all.
 
 pub mod body;
 pub mod error;
 pub mod event_loop;
+mod prefix;
 mod state;
 
 pub use state::AppState;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
@@ -26,17 +28,47 @@ pub fn router(state: AppState) -> Router {
     if state.config().server.admin_listen.is_none() {
         routes = routes.merge(api::admin_routes(&state));
     }
-    with_logging(api::finish(routes, state))
+    let prefix = state.config().server.api_prefix.clone();
+    let metrics = Arc::clone(state.metrics());
+    outer(api::finish(routes, state), &prefix, metrics)
 }
 
 /// The admin listener's app.
 pub fn admin_router(state: AppState) -> Router {
-    with_logging(api::finish(api::admin_routes(&state), state))
+    let prefix = state.config().server.api_prefix.clone();
+    let metrics = Arc::clone(state.metrics());
+    outer(
+        api::finish(api::admin_routes(&state), state),
+        &prefix,
+        metrics,
+    )
 }
 
-fn with_logging(app: Router) -> Router {
-    // Outermost: every request, including rejected ones, is logged once.
-    app.layer(middleware::from_fn(crate::telemetry::log_requests))
+/// What runs before routing, outermost first:
+/// 1. `log_requests`: the request id and span, `X-Request-Id` on every answer, one log line per
+///    request, including requests refused before routing;
+/// 2. `metrics::request::track`: times the request and counts it when its body is done (inside
+///    the span, so that requests refused by the prefix are counted too);
+/// 3. `prefix::strip` (with `API_PREFIX`): takes the prefix off the path, or answers 404;
+/// 4. the routed app, whose outermost layer records the matched route in the span.
+///
+/// Layers added with `Router::layer` run after routing, so the first two wrap the app as the
+/// fallback of a router that has no routes.
+fn outer(app: Router, prefix: &str, metrics: Arc<crate::metrics::Metrics>) -> Router {
+    let mut app = app.layer(middleware::from_fn(crate::telemetry::record_route));
+    if !prefix.is_empty() {
+        let prefix = prefix::Prefix(Arc::from(prefix));
+        app = Router::new()
+            .fallback_service(app)
+            .layer(middleware::from_fn_with_state(prefix, prefix::strip));
+    }
+    Router::new()
+        .fallback_service(app)
+        .layer(middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::request::track,
+        ))
+        .layer(middleware::from_fn(crate::telemetry::log_requests))
 }
 
 /// Serves `app` until `shutdown` resolves, then lets in-flight requests finish.

@@ -1,4 +1,5 @@
-//! `AppState`: configuration, store, keys, accounts and the proxy, shared by every handler.
+//! `AppState`: configuration, store, keys, accounts, the proxy and the metrics, shared by every
+//! handler.
 //! Wiring only.
 
 use std::sync::Arc;
@@ -6,11 +7,13 @@ use std::sync::Arc;
 use crate::accounts::AccountManager;
 use crate::config::Config;
 use crate::keys::KeyRing;
+use crate::keys::limits::Limiter;
 use crate::keys::usage::UsageRecorder;
 use crate::media::fetch::RemoteFetcher;
 use crate::media::file_store::FileStore;
 use crate::media::input::MediaInput;
 use crate::media::jobs::VideoJobs;
+use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
@@ -24,11 +27,14 @@ pub struct AppState(Arc<Inner>);
 struct Inner {
     config: Config,
     proxy: Arc<Proxy>,
+    store: Arc<dyn crate::store::Store>,
     keys: Arc<KeyRing>,
+    limiter: Limiter,
     reloader: Option<Reloader>,
     files: FileStore,
     fetcher: Option<RemoteFetcher>,
     videos: VideoJobs,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -45,6 +51,8 @@ impl AppState {
         )
         .await?;
         tracing::info!(backend = store.backend(), "store opened");
+        let metrics = Metrics::new();
+        let store = crate::metrics::store::counted(store, &metrics);
         let shared = s.mode == SaveMode::Redis;
         let client: Arc<dyn Upstream> = Arc::new(Qwen::new(
             Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
@@ -81,8 +89,9 @@ impl AppState {
                 }
             });
         }
-        let usage = UsageRecorder::new(Arc::clone(&store));
+        let usage = UsageRecorder::new(Arc::clone(&store), Arc::clone(&metrics));
         usage.spawn_flusher(s.usage_flush);
+        let limiter = Limiter::new(Arc::clone(&store), Arc::clone(&usage));
         let catalog = Catalog::new(config.models.clone());
         let uploader = crate::media::Uploader::new(Arc::clone(&client), Arc::clone(&store));
         let proxy = Arc::new(Proxy::new(
@@ -92,7 +101,9 @@ impl AppState {
             usage,
             uploader,
             config.media.clone(),
+            Arc::clone(&metrics),
         ));
+        proxy.spawn_sweep();
         let files = FileStore::new((s.mode != SaveMode::None).then(|| s.data_dir.join("files")));
         let fetcher = config.media.fetch_remote.then(|| {
             RemoteFetcher::new(
@@ -103,16 +114,24 @@ impl AppState {
         Ok(Self(Arc::new(Inner {
             config,
             proxy,
+            store,
             keys,
+            limiter,
             reloader,
             files,
             fetcher,
             videos: VideoJobs::default(),
+            metrics,
         })))
     }
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// The store, for what a surface keeps itself (stored responses).
+    pub fn store(&self) -> &Arc<dyn crate::store::Store> {
+        &self.0.store
     }
 
     pub fn proxy(&self) -> &Arc<Proxy> {
@@ -127,8 +146,17 @@ impl AppState {
         &self.0.keys
     }
 
+    /// The counters of per-key limits.
+    pub fn limiter(&self) -> &Limiter {
+        &self.0.limiter
+    }
+
     pub fn files(&self) -> &FileStore {
         &self.0.files
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 
     pub fn videos(&self) -> &VideoJobs {

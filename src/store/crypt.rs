@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest, Sha256};
 
 use super::{
-    AccountRecord, AccountStatus, KeyRecord, Store, StoreError, StoreResult, UsageDelta, UsageRow,
+    AccountRecord, AccountStatus, Filed, KeptChat, KeyLimits, KeyRecord, Store, StoreError,
+    StoreResult, ThreadEntry, UsageDelta, UsageRow,
 };
 use crate::config::Secret;
 
@@ -209,6 +210,14 @@ impl<S: Store + ?Sized> Store for Encrypted<S> {
         self.inner.delete_key(id).await
     }
 
+    async fn set_key_limits(&self, id: &str, limits: &KeyLimits) -> StoreResult<bool> {
+        self.inner.set_key_limits(id, limits).await
+    }
+
+    async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64> {
+        self.inner.count_hit(name, expires_at_ms).await
+    }
+
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
         self.inner.add_usage(batch).await
     }
@@ -235,6 +244,24 @@ impl<S: Store + ?Sized> Store for Encrypted<S> {
 
     async fn next_turn(&self) -> StoreResult<u64> {
         self.inner.next_turn().await
+    }
+
+    // Thread entries hold ids, not credentials: they pass through as they are.
+    async fn put_thread(
+        &self,
+        key: &str,
+        entry: &ThreadEntry,
+        expires_at_ms: i64,
+    ) -> StoreResult<Filed> {
+        self.inner.put_thread(key, entry, expires_at_ms).await
+    }
+
+    async fn get_thread(&self, key: &str) -> StoreResult<Option<ThreadEntry>> {
+        self.inner.get_thread(key).await
+    }
+
+    async fn claim_expired_chats(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeptChat>> {
+        self.inner.claim_expired_chats(now_ms, limit).await
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 
 use super::{
-    AccountRecord, AccountStatus, KeyRecord, Store, StoreError, StoreResult, Subject, UsageDelta,
-    UsageRow,
+    AccountRecord, AccountStatus, Filed, KeptChat, KeyLimits, KeyRecord, Store, StoreError,
+    StoreResult, Subject, ThreadEntry, UsageDelta, UsageRow,
 };
 
 /// Everything in process memory. No method awaits while holding the lock.
@@ -27,6 +27,21 @@ struct Inner {
     /// key → (value, expires at, unix ms)
     cache: HashMap<String, (String, i64)>,
     turn: u64,
+    /// counter name → (value, expires at)
+    hits: HashMap<String, (u64, i64)>,
+    /// history key → (entry, expires at)
+    threads: HashMap<String, (ThreadEntry, i64)>,
+    /// chat id → the chat kept for continuation
+    kept: HashMap<String, Kept>,
+}
+
+#[derive(Debug)]
+struct Kept {
+    account_id: String,
+    /// When its last entry expires, unix ms.
+    expires_ms: i64,
+    /// Entries naming it that were not replaced (some may have expired).
+    refs: u32,
 }
 
 impl MemoryStore {
@@ -106,6 +121,27 @@ impl Store for MemoryStore {
         Ok(self.lock().keys.remove(id).is_some())
     }
 
+    async fn set_key_limits(&self, id: &str, limits: &KeyLimits) -> StoreResult<bool> {
+        let mut inner = self.lock();
+        let Some(key) = inner.keys.get_mut(id) else {
+            return Ok(false);
+        };
+        key.limits = limits.clone();
+        Ok(true)
+    }
+
+    async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64> {
+        let now = super::now_ms();
+        let mut inner = self.lock();
+        inner.hits.retain(|_, (_, exp)| *exp > now);
+        let hit = inner
+            .hits
+            .entry(name.to_owned())
+            .or_insert((0, expires_at_ms));
+        hit.0 += 1;
+        Ok(hit.0)
+    }
+
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
         let mut inner = self.lock();
         for delta in batch {
@@ -173,6 +209,74 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         inner.turn += 1;
         Ok(inner.turn)
+    }
+
+    async fn put_thread(
+        &self,
+        key: &str,
+        entry: &ThreadEntry,
+        expires_at_ms: i64,
+    ) -> StoreResult<Filed> {
+        let mut inner = self.lock();
+        let kept = inner.kept.entry(entry.chat_id.clone()).or_insert(Kept {
+            account_id: entry.account_id.clone(),
+            expires_ms: expires_at_ms,
+            refs: 0,
+        });
+        kept.refs += 1;
+        kept.expires_ms = kept.expires_ms.max(expires_at_ms);
+        let replaced = inner
+            .threads
+            .insert(key.to_owned(), (entry.clone(), expires_at_ms))
+            .map(|(old, _)| old);
+        let mut orphaned = None;
+        if let Some(old) = &replaced
+            && let Some(kept) = inner.kept.get_mut(&old.chat_id)
+        {
+            kept.refs = kept.refs.saturating_sub(1);
+            if kept.refs == 0 {
+                inner.kept.remove(&old.chat_id);
+                orphaned = Some(KeptChat {
+                    account_id: old.account_id.clone(),
+                    chat_id: old.chat_id.clone(),
+                });
+            }
+        }
+        Ok(Filed { replaced, orphaned })
+    }
+
+    async fn get_thread(&self, key: &str) -> StoreResult<Option<ThreadEntry>> {
+        let now = super::now_ms();
+        Ok(self
+            .lock()
+            .threads
+            .get(key)
+            .filter(|(_, exp)| *exp > now)
+            .map(|(entry, _)| entry.clone()))
+    }
+
+    async fn claim_expired_chats(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeptChat>> {
+        let mut inner = self.lock();
+        // An expired entry's chat expires no sooner, so forgetting the entry loses nothing.
+        inner.threads.retain(|_, (_, exp)| *exp > now_ms);
+        let mut due: Vec<(i64, String)> = inner
+            .kept
+            .iter()
+            .filter(|(_, k)| k.expires_ms <= now_ms)
+            .map(|(id, k)| (k.expires_ms, id.clone()))
+            .collect();
+        due.sort();
+        due.truncate(limit);
+        Ok(due
+            .into_iter()
+            .filter_map(|(_, id)| {
+                let kept = inner.kept.remove(&id)?;
+                Some(KeptChat {
+                    account_id: kept.account_id,
+                    chat_id: id,
+                })
+            })
+            .collect())
     }
 }
 

@@ -1,5 +1,6 @@
 //! Persistence behind one narrow trait named for what the app needs: accounts and their status,
-//! downstream keys, usage counters, runtime settings and the shared round-robin position.
+//! downstream keys, usage counters, runtime settings, the shared round-robin position and the
+//! upstream chats kept for continuing conversations.
 //! Backends: in-memory (`none`), embedded SQLite (`file`, the default) and Redis (`redis`), each in
 //! its own module owning its schema; `crypt` wraps any of them to encrypt credentials at rest.
 
@@ -196,6 +197,32 @@ pub struct KeyRecord {
     pub hint: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// Absent in records written before keys had limits: none.
+    #[serde(default)]
+    pub limits: KeyLimits,
+}
+
+/// What a runtime key may do; `None` (JSON `null` or absent) is no limit. The admin API reads
+/// and writes this shape as it is (camelCase), and the stores keep it as JSON.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyLimits {
+    /// Requests started in one calendar minute (UTC).
+    pub requests_per_minute: Option<u32>,
+    /// Requests in flight at once, per replica.
+    pub concurrent_requests: Option<u32>,
+    /// Prompt and completion tokens in one day (UTC).
+    pub tokens_per_day: Option<u64>,
+    /// Glob patterns (`*`, `?`, case-insensitive) of the models the key may use.
+    pub models: Option<Vec<String>>,
+    /// Unix milliseconds from which the key is refused.
+    pub expires_at: Option<i64>,
+}
+
+impl KeyLimits {
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Whose usage a counter is.
@@ -218,6 +245,31 @@ pub struct UsageDelta {
 
 /// Stored totals for one subject on one day (same fields as the delta).
 pub type UsageRow = UsageDelta;
+
+/// Where a conversation goes on upstream: the chat an answer was given in, on which account,
+/// and that answer's id (the parent of the next turn, docs/upstream.md §5.5).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ThreadEntry {
+    pub account_id: String,
+    pub chat_id: String,
+    pub response_id: String,
+}
+
+/// An upstream chat kept for continuation that no live entry needs any more: to delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeptChat {
+    pub account_id: String,
+    pub chat_id: String,
+}
+
+/// What filing a thread entry did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filed {
+    /// The entry that was under the key before.
+    pub replaced: Option<ThreadEntry>,
+    /// The replaced entry's chat, when no entry names it any more: delete it now.
+    pub orphaned: Option<KeptChat>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -254,6 +306,13 @@ pub trait Store: Send + Sync + 'static {
     /// `Conflict` when the id or the label exists.
     async fn insert_key(&self, key: &KeyRecord) -> StoreResult<()>;
     async fn delete_key(&self, id: &str) -> StoreResult<bool>;
+    /// Replaces the limits of the key `id`; false when there is no such key.
+    async fn set_key_limits(&self, id: &str, limits: &KeyLimits) -> StoreResult<bool>;
+
+    /// Adds one to the counter `name` and returns its value with this hit; the first hit sets
+    /// its expiry to `expires_at_ms` (unix milliseconds), after which it starts again from 0.
+    /// Shared by every process using the store (the per-key rate limits count here).
+    async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64>;
 
     /// Adds the deltas (several per call; they are batched by the caller).
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()>;
@@ -265,12 +324,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// A cached value (e.g. an upload's pre-signed URL); `None` when missing or expired.
     async fn cache_get(&self, key: &str) -> StoreResult<Option<String>>;
-    /// Caches `value` until `expires_at_ms` (unix milliseconds); later it is gone.
+    /// Caches `value` until `expires_at_ms` (unix milliseconds); later it is gone. A time
+    /// already past removes whatever the key held.
     async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()>;
 
     /// The next round-robin position, shared by every process using this store; strictly
     /// increasing (the first is 1). It need not survive a crash, so backends may skip the fsync.
     async fn next_turn(&self) -> StoreResult<u64>;
+
+    /// Files `entry` under the history key `key` until `expires_at_ms` (unix milliseconds);
+    /// the chat it names is kept at least that long. Returns the entry it replaced, and that
+    /// entry's chat when no entry names the chat any more.
+    async fn put_thread(
+        &self,
+        key: &str,
+        entry: &ThreadEntry,
+        expires_at_ms: i64,
+    ) -> StoreResult<Filed>;
+    /// The entry under `key`; `None` when missing or expired.
+    async fn get_thread(&self, key: &str) -> StoreResult<Option<ThreadEntry>>;
+    /// Takes up to `limit` kept chats whose entries had all expired by `now_ms`: each is handed
+    /// to one caller only, also across processes sharing the store, and then forgotten.
+    async fn claim_expired_chats(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeptChat>>;
 }
 
 #[cfg(test)]

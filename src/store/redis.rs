@@ -9,8 +9,13 @@
 //! - `settings`: hash, name → value
 //! - `cache:<key>`: string with a TTL (uploaded files by content hash and account)
 //! - `turn`: integer, `INCR`ed for the round-robin position
+//! - `thread:<history key>`: string with a TTL, JSON `ThreadEntry` (a conversation to continue)
+//! - `kept_chat_accounts`: hash, chat id → account id; `kept_chat_refs`: hash, chat id → how
+//!   many entries name it; `kept_chat_expiry`: sorted set, chat id scored by when its last
+//!   entry expires (unix ms): the chats kept for continuation, for the sweep
 //! - `usage:<day>`: hash, `<subject>|requests`, `<subject>|prompt`, `<subject>|completion` →
 //!   counts, where `<subject>` is `account:<id>` or `key:<id>`; `usage_days`: set of those days
+//! - `hits:<name>`: integer with an expiry, the counters of per-key rate limits
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -21,8 +26,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AccountRecord, AccountStatus, CredentialKind, KeyRecord, Origin, Store, StoreError,
-    StoreResult, Subject, UsageDelta, UsageRow,
+    AccountRecord, AccountStatus, CredentialKind, Filed, KeptChat, KeyLimits, KeyRecord, Origin,
+    Store, StoreError, StoreResult, Subject, ThreadEntry, UsageDelta, UsageRow,
 };
 use crate::config::Secret;
 
@@ -45,6 +50,68 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 local label = cjson.decode(json)['label']
 if redis.call('HGET', KEYS[2], label) == ARGV[1] then redis.call('HDEL', KEYS[2], label) end
 return 1
+";
+
+/// Replaces a key's JSON only while it is still `expected`. Returns 1 (replaced), 0 (no such
+/// key) or 2 (changed meanwhile: read again). KEYS: keys. ARGV: id, expected JSON, new JSON.
+const REPLACE_KEY: &str = r"
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if not json then return 0 end
+if json ~= ARGV[2] then return 2 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+";
+
+/// Counts a hit; the first one sets the expiry. KEYS: hits:<name>. ARGV: expiry, unix ms.
+const COUNT_HIT: &str = r"
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
+return value
+";
+
+/// Files a thread entry and keeps its chat, in one step. Returns the replaced entry's JSON (or
+/// `false`) and 1 when its chat is named by no entry any more (it is then forgotten).
+/// KEYS: thread:<key>, kept_chat_accounts, kept_chat_refs, kept_chat_expiry.
+/// ARGV: entry JSON, ttl ms, chat id, account id, expires at ms.
+const PUT_THREAD: &str = r"
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
+redis.call('HINCRBY', KEYS[3], ARGV[3], 1)
+local kept_until = redis.call('ZSCORE', KEYS[4], ARGV[3])
+if (not kept_until) or tonumber(kept_until) < tonumber(ARGV[5]) then
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[3])
+end
+local orphaned = 0
+if old then
+  local chat = cjson.decode(old)['chat_id']
+  if redis.call('HEXISTS', KEYS[3], chat) == 1 then
+    if redis.call('HINCRBY', KEYS[3], chat, -1) <= 0 then
+      redis.call('HDEL', KEYS[2], chat)
+      redis.call('HDEL', KEYS[3], chat)
+      redis.call('ZREM', KEYS[4], chat)
+      orphaned = 1
+    end
+  end
+end
+return {old, orphaned}
+";
+
+/// Takes kept chats whose last entry expired, in one step, so that two replicas never claim
+/// the same chat. Returns a flat list: chat id, account id, … KEYS: kept_chat_accounts,
+/// kept_chat_refs, kept_chat_expiry. ARGV: now ms, limit.
+const CLAIM_CHATS: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local out = {}
+for _, chat in ipairs(due) do
+  local account = redis.call('HGET', KEYS[1], chat) or ''
+  redis.call('HDEL', KEYS[1], chat)
+  redis.call('HDEL', KEYS[2], chat)
+  redis.call('ZREM', KEYS[3], chat)
+  table.insert(out, chat)
+  table.insert(out, account)
+end
+return out
 ";
 
 /// How long one command may take before it fails (the client's default, 500 ms, is short for
@@ -344,6 +411,51 @@ impl Store for RedisStore {
         Ok(deleted == 1)
     }
 
+    async fn set_key_limits(&self, id: &str, limits: &KeyLimits) -> StoreResult<bool> {
+        // Read, change, and write back only if nobody wrote in between (a Lua script cannot
+        // re-encode the record: cjson would round its millisecond timestamps).
+        for _ in 0..5 {
+            let Some(json) = self
+                .query::<Option<String>>(::redis::cmd("HGET").arg(self.key("keys")).arg(id))
+                .await?
+            else {
+                return Ok(false);
+            };
+            let mut key = decode::<KeyRecord>("key", id, &json)?;
+            key.limits = limits.clone();
+            let outcome: u8 = self
+                .query(
+                    ::redis::cmd("EVAL")
+                        .arg(REPLACE_KEY)
+                        .arg(1)
+                        .arg(self.key("keys"))
+                        .arg(id)
+                        .arg(&json)
+                        .arg(encode(&key)?),
+                )
+                .await?;
+            match outcome {
+                0 => return Ok(false),
+                1 => return Ok(true),
+                _ => {}
+            }
+        }
+        Err(StoreError::Backend(format!(
+            "redis: key {id} kept changing while its limits were set"
+        )))
+    }
+
+    async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64> {
+        self.query(
+            ::redis::cmd("EVAL")
+                .arg(COUNT_HIT)
+                .arg(1)
+                .arg(self.key(&format!("hits:{name}")))
+                .arg(expires_at_ms),
+        )
+        .await
+    }
+
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
         if batch.is_empty() {
             return Ok(());
@@ -424,7 +536,10 @@ impl Store for RedisStore {
     async fn cache_put(&self, key: &str, value: &str, expires_at_ms: i64) -> StoreResult<()> {
         let ttl = expires_at_ms - super::now_ms();
         if ttl <= 0 {
-            return Ok(());
+            // Already expired: whatever the key held is gone.
+            return self
+                .query::<()>(::redis::cmd("DEL").arg(self.key(&format!("cache:{key}"))))
+                .await;
         }
         self.query::<()>(
             ::redis::cmd("SET")
@@ -438,6 +553,70 @@ impl Store for RedisStore {
 
     async fn next_turn(&self) -> StoreResult<u64> {
         self.query(::redis::cmd("INCR").arg(self.key("turn"))).await
+    }
+
+    async fn put_thread(
+        &self,
+        key: &str,
+        entry: &ThreadEntry,
+        expires_at_ms: i64,
+    ) -> StoreResult<Filed> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let ttl = (expires_at_ms - super::now_ms()).max(1);
+        let (old, orphaned): (Option<String>, i64) = self
+            .query(
+                ::redis::cmd("EVAL")
+                    .arg(PUT_THREAD)
+                    .arg(4)
+                    .arg(self.key(&format!("thread:{key}")))
+                    .arg(self.key("kept_chat_accounts"))
+                    .arg(self.key("kept_chat_refs"))
+                    .arg(self.key("kept_chat_expiry"))
+                    .arg(json)
+                    .arg(ttl)
+                    .arg(&entry.chat_id)
+                    .arg(&entry.account_id)
+                    .arg(expires_at_ms),
+            )
+            .await?;
+        let replaced: Option<ThreadEntry> = old.and_then(|j| serde_json::from_str(&j).ok());
+        let orphaned = match (&replaced, orphaned) {
+            (Some(old), 1) => Some(KeptChat {
+                account_id: old.account_id.clone(),
+                chat_id: old.chat_id.clone(),
+            }),
+            _ => None,
+        };
+        Ok(Filed { replaced, orphaned })
+    }
+
+    async fn get_thread(&self, key: &str) -> StoreResult<Option<ThreadEntry>> {
+        let json: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.key(&format!("thread:{key}"))))
+            .await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    async fn claim_expired_chats(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeptChat>> {
+        let flat: Vec<String> = self
+            .query(
+                ::redis::cmd("EVAL")
+                    .arg(CLAIM_CHATS)
+                    .arg(3)
+                    .arg(self.key("kept_chat_accounts"))
+                    .arg(self.key("kept_chat_refs"))
+                    .arg(self.key("kept_chat_expiry"))
+                    .arg(now_ms)
+                    .arg(limit),
+            )
+            .await?;
+        Ok(flat
+            .chunks_exact(2)
+            .map(|pair| KeptChat {
+                chat_id: pair[0].clone(),
+                account_id: pair[1].clone(),
+            })
+            .collect())
     }
 }
 

@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
 
 use super::{
-    AccountRecord, AccountStatus, CredentialKind, HealthState, KeyRecord, Origin, Store,
-    StoreError, StoreResult, Subject, UsageDelta, UsageRow,
+    AccountRecord, AccountStatus, CredentialKind, Filed, HealthState, KeptChat, KeyLimits,
+    KeyRecord, Origin, Store, StoreError, StoreResult, Subject, ThreadEntry, UsageDelta, UsageRow,
 };
 use crate::config::Secret;
 
@@ -70,6 +70,30 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX cache_expiry ON cache (expires_ms);",
+    // 3: conversations that continue an upstream chat, and the chats kept for them.
+    "CREATE TABLE threads (
+        key         TEXT PRIMARY KEY,
+        account_id  TEXT NOT NULL,
+        chat_id     TEXT NOT NULL,
+        response_id TEXT NOT NULL,
+        expires_ms  INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX threads_expiry ON threads (expires_ms);
+    CREATE TABLE kept_chats (
+        chat_id    TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        refs       INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX kept_chats_expiry ON kept_chats (expires_ms);",
+    // 4: per-key limits (JSON, NULL for none) and the counters of rate limits.
+    "ALTER TABLE api_keys ADD COLUMN limits TEXT;
+    CREATE TABLE hits (
+        name       TEXT PRIMARY KEY,
+        value      INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX hits_expiry ON hits (expires_ms);",
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -195,6 +219,24 @@ fn to_i64(value: u64) -> StoreResult<i64> {
 
 fn to_u64(value: i64) -> rusqlite::Result<u64> {
     u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, value))
+}
+
+fn limits_json(limits: &KeyLimits) -> StoreResult<Option<String>> {
+    if limits.is_none() {
+        return Ok(None);
+    }
+    serde_json::to_string(limits)
+        .map(Some)
+        .map_err(|e| StoreError::Backend(format!("cannot encode key limits: {e}")))
+}
+
+fn limits_from(row: &Row<'_>, idx: usize) -> rusqlite::Result<KeyLimits> {
+    let Some(json) = row.get::<_, Option<String>>(idx)? else {
+        return Ok(KeyLimits::default());
+    };
+    serde_json::from_str(&json).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 fn kind_name(kind: CredentialKind) -> &'static str {
@@ -418,7 +460,7 @@ impl Store for SqliteStore {
         self.run(|conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT id, label, hash, hint, created_at FROM api_keys
+                    "SELECT id, label, hash, hint, created_at, limits FROM api_keys
                     ORDER BY created_at, id",
                 )
                 .map_err(backend)?;
@@ -430,6 +472,7 @@ impl Store for SqliteStore {
                         hash: row.get(2)?,
                         hint: row.get(3)?,
                         created_at: row.get(4)?,
+                        limits: limits_from(row, 5)?,
                     })
                 })
                 .map_err(backend)?;
@@ -442,9 +485,16 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.run(move |conn| {
             let inserted = conn.execute(
-                "INSERT INTO api_keys (id, label, hash, hint, created_at)
-                VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![key.id, key.label, key.hash, key.hint, key.created_at],
+                "INSERT INTO api_keys (id, label, hash, hint, created_at, limits)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    key.id,
+                    key.label,
+                    key.hash,
+                    key.hint,
+                    key.created_at,
+                    limits_json(&key.limits)?
+                ],
             );
             match inserted {
                 Ok(_) => Ok(()),
@@ -467,6 +517,50 @@ impl Store for SqliteStore {
                 .execute("DELETE FROM api_keys WHERE id = ?1", [&id])
                 .map_err(backend)?;
             Ok(deleted > 0)
+        })
+        .await
+    }
+
+    async fn set_key_limits(&self, id: &str, limits: &KeyLimits) -> StoreResult<bool> {
+        let (id, json) = (id.to_owned(), limits_json(limits)?);
+        self.run(move |conn| {
+            let updated = conn
+                .execute(
+                    "UPDATE api_keys SET limits = ?2 WHERE id = ?1",
+                    params![id, json],
+                )
+                .map_err(backend)?;
+            Ok(updated > 0)
+        })
+        .await
+    }
+
+    async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64> {
+        let name = name.to_owned();
+        let now = super::now_ms();
+        self.run(move |conn| {
+            // A counter lives a minute or a day and losing the last hits in a crash is harmless:
+            // like `next_turn`, this commit skips the fsync (it is still shared between
+            // processes on the file). The mutex keeps other work out while it is off.
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(backend)?;
+            let counted = (|| -> rusqlite::Result<i64> {
+                let tx = conn.transaction()?;
+                tx.execute("DELETE FROM hits WHERE expires_ms <= ?1", [now])?;
+                let value = tx.query_row(
+                    "INSERT INTO hits (name, value, expires_ms) VALUES (?1, 1, ?2)
+                    ON CONFLICT (name) DO UPDATE SET value = value + 1
+                    RETURNING value",
+                    params![name, expires_at_ms],
+                    |row| row.get::<_, i64>(0),
+                )?;
+                tx.commit()?;
+                Ok(value)
+            })();
+            let restored = conn.pragma_update(None, "synchronous", "FULL");
+            let value = counted.map_err(backend)?;
+            restored.map_err(backend)?;
+            u64::try_from(value).map_err(|_| StoreError::Backend(format!("bad count {value}")))
         })
         .await
     }
@@ -628,6 +722,156 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn put_thread(
+        &self,
+        key: &str,
+        entry: &ThreadEntry,
+        expires_at_ms: i64,
+    ) -> StoreResult<Filed> {
+        let (key, entry) = (key.to_owned(), entry.clone());
+        self.run(move |conn| {
+            // One commit per answer: it skips the fsync, as `next_turn` does. A process crash
+            // loses nothing; a power loss may lose the last entries, whose conversations then
+            // start new chats (and whose chats are left to the site).
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(backend)?;
+            let filed = file_thread(conn, &key, &entry, expires_at_ms);
+            let restored = conn.pragma_update(None, "synchronous", "FULL");
+            let filed = filed?;
+            restored.map_err(backend)?;
+            Ok(filed)
+        })
+        .await
+    }
+
+    async fn get_thread(&self, key: &str) -> StoreResult<Option<ThreadEntry>> {
+        let key = key.to_owned();
+        let now = super::now_ms();
+        self.run(move |conn| {
+            conn.query_row(
+                "SELECT account_id, chat_id, response_id FROM threads
+                WHERE key = ?1 AND expires_ms > ?2",
+                params![key, now],
+                |row| {
+                    Ok(ThreadEntry {
+                        account_id: row.get(0)?,
+                        chat_id: row.get(1)?,
+                        response_id: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn claim_expired_chats(&self, now_ms: i64, limit: usize) -> StoreResult<Vec<KeptChat>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |conn| {
+            // IMMEDIATE: another process on the same file claims after this one, not the same
+            // chats.
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            // An expired entry's chat expires no sooner, so forgetting the entry loses nothing.
+            tx.execute("DELETE FROM threads WHERE expires_ms <= ?1", [now_ms])
+                .map_err(backend)?;
+            let claimed = {
+                let mut stmt = tx
+                    .prepare(
+                        "DELETE FROM kept_chats WHERE chat_id IN (
+                            SELECT chat_id FROM kept_chats WHERE expires_ms <= ?1
+                            ORDER BY expires_ms LIMIT ?2)
+                        RETURNING account_id, chat_id",
+                    )
+                    .map_err(backend)?;
+                let rows = stmt
+                    .query_map(params![now_ms, limit], |row| {
+                        Ok(KeptChat {
+                            account_id: row.get(0)?,
+                            chat_id: row.get(1)?,
+                        })
+                    })
+                    .map_err(backend)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?
+            };
+            tx.commit().map_err(backend)?;
+            Ok(claimed)
+        })
+        .await
+    }
+}
+
+/// Files a conversation entry in one transaction (see [`Store::put_thread`]).
+fn file_thread(
+    conn: &mut rusqlite::Connection,
+    key: &str,
+    entry: &ThreadEntry,
+    expires_at_ms: i64,
+) -> StoreResult<Filed> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    let replaced: Option<ThreadEntry> = tx
+        .query_row(
+            "SELECT account_id, chat_id, response_id FROM threads WHERE key = ?1",
+            [&key],
+            |row| {
+                Ok(ThreadEntry {
+                    account_id: row.get(0)?,
+                    chat_id: row.get(1)?,
+                    response_id: row.get(2)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO threads (key, account_id, chat_id, response_id, expires_ms)
+        VALUES (?1, ?2, ?3, ?4, ?5)
+        ON CONFLICT (key) DO UPDATE SET account_id = excluded.account_id,
+            chat_id = excluded.chat_id, response_id = excluded.response_id,
+            expires_ms = excluded.expires_ms",
+        params![
+            key,
+            entry.account_id,
+            entry.chat_id,
+            entry.response_id,
+            expires_at_ms
+        ],
+    )
+    .map_err(backend)?;
+    tx.execute(
+        "INSERT INTO kept_chats (chat_id, account_id, expires_ms, refs) VALUES (?1, ?2, ?3, 1)
+        ON CONFLICT (chat_id) DO UPDATE SET refs = refs + 1,
+            expires_ms = max(expires_ms, excluded.expires_ms)",
+        params![entry.chat_id, entry.account_id, expires_at_ms],
+    )
+    .map_err(backend)?;
+    let mut orphaned = None;
+    if let Some(old) = &replaced {
+        let refs: Option<i64> = tx
+            .query_row(
+                "UPDATE kept_chats SET refs = refs - 1 WHERE chat_id = ?1 RETURNING refs",
+                [&old.chat_id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        if refs.is_some_and(|r| r <= 0) {
+            tx.execute("DELETE FROM kept_chats WHERE chat_id = ?1", [&old.chat_id])
+                .map_err(backend)?;
+            orphaned = Some(KeptChat {
+                account_id: old.account_id.clone(),
+                chat_id: old.chat_id.clone(),
+            });
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(Filed { replaced, orphaned })
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 
 use super::{
-    AccountRecord, AccountStatus, CredentialKind, HealthState, KeyRecord, Origin, Store,
-    StoreError, Subject, UsageDelta, UsageRow,
+    AccountRecord, AccountStatus, CredentialKind, Filed, HealthState, KeptChat, KeyLimits,
+    KeyRecord, Origin, Store, StoreError, Subject, ThreadEntry, UsageDelta, UsageRow,
 };
 use crate::config::Secret;
 
@@ -55,6 +55,7 @@ pub(crate) fn key(id: &str, label: &str, created_at: i64) -> KeyRecord {
         hash: format!("{:0>64}", id.len()),
         hint: format!("sk-q2a-…{id}"),
         created_at,
+        limits: KeyLimits::default(),
     }
 }
 
@@ -102,10 +103,95 @@ pub(crate) async fn run(store: &dyn Store) {
     accounts(store).await;
     statuses(store).await;
     keys(store).await;
+    key_limits(store).await;
+    hits(store).await;
     usage(store).await;
     settings(store).await;
     cache(store).await;
     turns(store).await;
+    threads(store).await;
+}
+
+fn entry(account: &str, chat: &str, response: &str) -> ThreadEntry {
+    ThreadEntry {
+        account_id: account.to_owned(),
+        chat_id: chat.to_owned(),
+        response_id: response.to_owned(),
+    }
+}
+
+/// Conversation entries: put, replace, expire, and the chats they keep, claimed once.
+async fn threads(store: &dyn Store) {
+    let now = super::now_ms();
+    let later = now + 60_000;
+    assert_eq!(store.get_thread("k1").await.unwrap(), None);
+    assert_eq!(store.claim_expired_chats(now, 10).await.unwrap(), []);
+    // A conversation of two turns in chat c1: both entries name it.
+    let first = store
+        .put_thread("k1", &entry("acct-1", "c1", "r1"), later)
+        .await
+        .unwrap();
+    assert_eq!(first, Filed::default());
+    store
+        .put_thread("k2", &entry("acct-1", "c1", "r2"), later + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_thread("k1").await.unwrap(),
+        Some(entry("acct-1", "c1", "r1"))
+    );
+    // Replaced by an entry in another chat: c1 is still named by k2, so it is kept.
+    let filed = store
+        .put_thread("k1", &entry("acct-2", "c2", "r9"), later)
+        .await
+        .unwrap();
+    assert_eq!(filed.replaced, Some(entry("acct-1", "c1", "r1")));
+    assert_eq!(filed.orphaned, None);
+    // Replacing k2 too leaves c1 named by no entry: it is handed back to be deleted.
+    let filed = store
+        .put_thread("k2", &entry("acct-2", "c2", "r10"), later)
+        .await
+        .unwrap();
+    assert_eq!(
+        filed.orphaned,
+        Some(KeptChat {
+            account_id: "acct-1".into(),
+            chat_id: "c1".into()
+        })
+    );
+    // The same chat again (a regenerated answer) keeps it.
+    let filed = store
+        .put_thread("k2", &entry("acct-2", "c2", "r11"), later)
+        .await
+        .unwrap();
+    assert_eq!(filed.orphaned, None);
+    assert_eq!(store.claim_expired_chats(now, 10).await.unwrap(), []);
+    // Once every entry of c2 has expired, c2 is claimed once.
+    let claimed = store.claim_expired_chats(later + 5, 10).await.unwrap();
+    assert_eq!(
+        claimed,
+        [KeptChat {
+            account_id: "acct-2".into(),
+            chat_id: "c2".into()
+        }]
+    );
+    assert_eq!(store.claim_expired_chats(later + 5, 10).await.unwrap(), []);
+    // An entry that has expired is not found; its chat is claimed by at most `limit` at once.
+    store
+        .put_thread("short-a", &entry("acct-3", "c3", "r"), now + 150)
+        .await
+        .unwrap();
+    store
+        .put_thread("short-b", &entry("acct-3", "c4", "r"), now + 160)
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    assert_eq!(store.get_thread("short-a").await.unwrap(), None);
+    let now = super::now_ms();
+    let one = store.claim_expired_chats(now, 1).await.unwrap();
+    let two = store.claim_expired_chats(now, 10).await.unwrap();
+    let ids: Vec<&str> = one.iter().chain(&two).map(|c| c.chat_id.as_str()).collect();
+    assert_eq!(ids, ["c3", "c4"]);
 }
 
 async fn starts_empty(store: &dyn Store) {
@@ -278,6 +364,75 @@ async fn keys(store: &dyn Store) {
     assert_eq!(store.list_keys().await.unwrap(), []);
 }
 
+/// Limits are stored with the key, set at creation or later, and cleared.
+async fn key_limits(store: &dyn Store) {
+    let limits = KeyLimits {
+        requests_per_minute: Some(60),
+        concurrent_requests: Some(2),
+        tokens_per_day: Some(1_000_000_000_000),
+        models: Some(vec!["qwen3-*".to_owned(), "Qwen?.5-PLUS".to_owned()]),
+        expires_at: Some(1_767_225_600_123),
+    };
+    let mut limited = key("key-1", "limited", 1);
+    limited.limits = limits.clone();
+    let plain = key("key-2", "plain", 2);
+    store.insert_key(&limited).await.unwrap();
+    store.insert_key(&plain).await.unwrap();
+    assert_eq!(
+        store.list_keys().await.unwrap(),
+        [limited.clone(), plain.clone()]
+    );
+
+    let changed = KeyLimits {
+        requests_per_minute: Some(1),
+        ..KeyLimits::default()
+    };
+    assert!(store.set_key_limits("key-2", &changed).await.unwrap());
+    assert!(
+        store
+            .set_key_limits("key-1", &KeyLimits::default())
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_key_limits("key-9", &changed).await.unwrap());
+    let listed = store.list_keys().await.unwrap();
+    assert_eq!(listed.len(), 2, "setting limits adds no key");
+    assert_eq!(listed[0].limits, KeyLimits::default());
+    assert_eq!(listed[1].limits, changed);
+    assert_eq!(listed[1].hash, plain.hash, "the rest of the key is kept");
+    // The label index is untouched: the label is still taken.
+    assert_eq!(
+        conflict(store.insert_key(&key("key-3", "plain", 3)).await),
+        "key label plain"
+    );
+    for id in ["key-1", "key-2"] {
+        assert!(store.delete_key(id).await.unwrap());
+    }
+}
+
+/// Counters count up from 1 each, until they expire.
+async fn hits(store: &dyn Store) {
+    let later = super::now_ms() + 60_000;
+    assert_eq!(store.count_hit("rpm:a:1", later).await.unwrap(), 1);
+    assert_eq!(store.count_hit("rpm:a:1", later).await.unwrap(), 2);
+    assert_eq!(store.count_hit("rpm:b:1", later).await.unwrap(), 1);
+    assert_eq!(store.count_hit("rpm:a:1", later).await.unwrap(), 3);
+
+    let soon = super::now_ms() + 50;
+    assert_eq!(store.count_hit("rpm:c:1", soon).await.unwrap(), 1);
+    assert_eq!(store.count_hit("rpm:c:1", soon).await.unwrap(), 2);
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert_eq!(
+        store
+            .count_hit("rpm:c:1", super::now_ms() + 60_000)
+            .await
+            .unwrap(),
+        1,
+        "an expired counter starts again"
+    );
+    assert_eq!(store.count_hit("rpm:a:1", later).await.unwrap(), 4);
+}
+
 async fn usage(store: &dyn Store) {
     let alice = Subject::Account("alice@example.com".to_owned());
     let odd = Subject::Account("we|ird:id|requests".to_owned());
@@ -356,6 +511,10 @@ async fn cache(store: &dyn Store) {
         store.cache_get("up:a").await.unwrap().as_deref(),
         Some("url-2")
     );
+    // A value put with a time already past is gone at once, also over one that was live
+    // (how a stored response is deleted).
+    store.cache_put("up:a", "", 0).await.unwrap();
+    assert_eq!(store.cache_get("up:a").await.unwrap(), None);
     store.cache_put("up:short", "x", now + 150).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(store.cache_get("up:short").await.unwrap(), None);

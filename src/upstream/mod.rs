@@ -67,6 +67,8 @@ pub struct ResolvedModel {
     pub must_think: bool,
     /// Set by a generation suffix (`-image`, `-image-edit`, `-video`).
     pub media: Option<ChatType>,
+    /// The model's context length in tokens, when the model list gives one.
+    pub context_tokens: Option<u64>,
 }
 
 /// What one request sends to a web chat, made from the conversation by the upstream's own
@@ -88,6 +90,22 @@ pub struct Turn {
     pub reasoning_shown: bool,
     /// The tools offered, when the answer is to be read for calls.
     pub tools: Option<std::sync::Arc<crate::tools::Plan>>,
+    /// The conversation's new tail as a continued chat takes it, when the conversation can
+    /// continue an earlier answer's chat (docs/upstream.md §5.5).
+    pub tail: Option<Tail>,
+    /// On a turn sent into a continued chat: the upstream id of the answer it follows.
+    pub parent: Option<String>,
+    /// The answer's format (a JSON object or schema): the model is told it, and the proxy
+    /// checks the answer (tools/format.rs).
+    pub format: conversation::ResponseFormat,
+}
+
+/// The messages after a conversation's last assistant message, written as the flattened
+/// prompt writes them, and their media.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tail {
+    pub prompt: String,
+    pub attachments: Vec<Media>,
 }
 
 impl Turn {
@@ -103,6 +121,53 @@ impl Turn {
             size: None,
             reasoning_shown: false,
             tools: None,
+            tail: None,
+            parent: None,
+            format: conversation::ResponseFormat::Text,
+        }
+    }
+
+    /// The turn that continues a chat after the answer `parent`: only the tail is sent.
+    pub fn continuing(&self, parent: &str) -> Option<Turn> {
+        let tail = self.tail.as_ref()?;
+        Some(Turn {
+            prompt: tail.prompt.clone(),
+            attachments: tail.attachments.clone(),
+            tail: None,
+            parent: Some(parent.to_owned()),
+            ..self.clone()
+        })
+    }
+}
+
+/// The upstream's id of the answer being streamed, known once the answer's first event has
+/// arrived: the parent a continuation of its chat names (docs/upstream.md §5.5).
+#[derive(Clone, Debug, Default)]
+pub struct AnswerId(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl AnswerId {
+    /// Sets the id; the first one set stays.
+    pub fn set(&self, id: &str) {
+        let _ = self.0.set(id.to_owned());
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+}
+
+/// A completion under way: its answer events, and the id of the answer once known.
+pub struct Completion {
+    pub events: EventStream,
+    pub answer_id: AnswerId,
+}
+
+impl Completion {
+    /// A completion whose answer has no id (it cannot be continued).
+    pub fn anonymous(events: EventStream) -> Self {
+        Self {
+            events,
+            answer_id: AnswerId::default(),
         }
     }
 }
@@ -110,8 +175,12 @@ impl Turn {
 /// Chat-lifecycle settings the proxy follows for this upstream.
 #[derive(Clone, Copy, Debug)]
 pub struct ChatHabits {
-    /// Delete each chat once its attempt is over.
+    /// Delete each chat once its attempt is over (a chat kept for continuation: once its
+    /// last conversation entry expires or is replaced).
     pub cleanup: bool,
+    /// Keep answered chats to continue for this long (`CONVERSATION_TTL_SECONDS`); `None`:
+    /// continuation is off (`CONVERSATION_CONTINUATION=false`).
+    pub continuation: Option<Duration>,
     /// Chats to create ahead of time per account, model and chat type, and how long one keeps.
     pub prewarm: usize,
     pub prewarm_ttl: Duration,
@@ -153,15 +222,16 @@ pub trait Upstream: Send + Sync {
     /// A new chat → its id.
     async fn create_chat(&self, creds: &Credentials, turn: &Turn) -> Result<String, UpstreamError>;
 
-    /// Sends the turn in the chat; `uploads` are the turn's blob attachments, uploaded with this
-    /// account, in order.
+    /// Sends the turn in the chat (after `turn.parent` when set, else as the chat's first
+    /// message); `uploads` are the turn's blob attachments, uploaded with this account, in
+    /// order.
     async fn complete(
         &self,
         creds: &Credentials,
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<EventStream, UpstreamError>;
+    ) -> Result<Completion, UpstreamError>;
 
     /// Deletes a chat; one already gone counts as deleted.
     async fn delete_chat(&self, creds: &Credentials, chat_id: &str) -> Result<(), UpstreamError>;

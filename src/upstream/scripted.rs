@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 
 use super::{
-    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Uploaded, Upstream,
+    ChatHabits, Completion, Credentials, StsToken, TaskState, Turn, Uploaded, Upstream,
     UpstreamError, UpstreamModel,
 };
 use crate::config::Secret;
@@ -111,6 +111,7 @@ impl Upstream for Scripted {
     fn habits(&self) -> ChatHabits {
         ChatHabits {
             cleanup: true,
+            continuation: None,
             prewarm: 0,
             prewarm_ttl: Duration::from_secs(60),
         }
@@ -156,7 +157,7 @@ impl Upstream for Scripted {
         _turn: &Turn,
         _chat_id: &str,
         _uploads: &[Uploaded],
-    ) -> Result<EventStream, UpstreamError> {
+    ) -> Result<Completion, UpstreamError> {
         self.record("complete", Some(creds));
         let next = self
             .scripts
@@ -167,8 +168,10 @@ impl Upstream for Scripted {
             .unwrap_or_else(|| Script::text("ok"));
         match next {
             Script::Refuse(e) => Err(e),
-            Script::Answer(items) => Ok(Box::pin(futures::stream::iter(items))),
-            Script::Silent => Ok(Box::pin(futures::stream::pending())),
+            Script::Answer(items) => Ok(Completion::anonymous(Box::pin(futures::stream::iter(
+                items,
+            )))),
+            Script::Silent => Ok(Completion::anonymous(Box::pin(futures::stream::pending()))),
         }
     }
 

@@ -93,6 +93,7 @@ fn admin_routes() -> Vec<(&'static str, &'static str, Option<Value>)> {
         ("POST", "/api/keys", Some(json!({"label": "ci"}))),
         ("GET", "/api/keys", None),
         ("DELETE", "/api/keys/key_x", None),
+        ("PUT", "/api/keys/key_x/limits", Some(json!({}))),
         (
             "PUT",
             "/api/accounts/account_1/proxy",

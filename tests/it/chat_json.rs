@@ -161,8 +161,16 @@ async fn header_overrides_and_cookie_only_auth() {
 
 #[tokio::test]
 async fn upstream_connections_are_kept_alive_across_requests() {
-    // One event loop, so that one upstream pool serves every request.
-    let app = TestApp::with_accounts(1, &[("WORKER_THREADS", "1")]).await;
+    // One event loop, so that one upstream pool serves every request; every chat is deleted
+    // after its answer (none is kept for continuation).
+    let app = TestApp::with_accounts(
+        1,
+        &[
+            ("WORKER_THREADS", "1"),
+            ("CONVERSATION_CONTINUATION", "false"),
+        ],
+    )
+    .await;
     for stream in [false, true, false, true, false, true] {
         let resp = app.chat(body("qwen3.7-plus", stream)).await;
         assert_eq!(resp.status(), 200);

@@ -303,8 +303,8 @@ fn push_answers(app: &TestApp) {
     }
 }
 
-#[tokio::test]
-async fn a_claude_code_session_runs_tool_rounds_on_one_account_and_ends_in_text() {
+/// The session's four rounds; returns how many objects were uploaded before the last one.
+async fn run_session(app: &TestApp) -> usize {
     let tools = tools();
     assert_eq!(tools.as_array().unwrap().len(), 17);
     assert!(
@@ -314,11 +314,9 @@ async fn a_claude_code_session_runs_tool_rounds_on_one_account_and_ends_in_text(
             .iter()
             .all(|t| t["input_schema"]["$schema"] == SCHEMA)
     );
-    // Three accounts, so that a session spread over them would show.
-    let app = TestApp::with_accounts(3, &[("STICKY_ACCOUNTS", "true")]).await;
-    push_answers(&app);
+    push_answers(app);
     let mut session = Session {
-        app: &app,
+        app,
         system: long_system_prompt(),
         messages: vec![
             json!({"role": "user", "content": [
@@ -391,6 +389,66 @@ async fn a_claude_code_session_runs_tool_rounds_on_one_account_and_ends_in_text(
         content[1]["text"],
         "Fixed: `add` subtracted; it adds now and the test passes."
     );
+    before
+}
+
+#[tokio::test]
+async fn a_claude_code_session_runs_tool_rounds_in_one_upstream_chat_and_ends_in_text() {
+    // Three accounts, so that a session spread over them would show.
+    let app = TestApp::with_accounts(3, &[("STICKY_ACCOUNTS", "true")]).await;
+    app.fake.number_answers();
+    run_session(&app).await;
+    // One chat: the first round uploads the long prompt, each later one sends only the tool
+    // results after the previous answer.
+    let sent = app.fake.completions();
+    assert_eq!(sent.len(), 4);
+    let chat = sent[0].query_param("chat_id");
+    let bodies: Vec<Value> = sent.iter().map(|r| r.json.clone().unwrap()).collect();
+    let parents: Vec<_> = bodies.iter().map(common::fake_chats::parent_of).collect();
+    assert_eq!(
+        parents,
+        [
+            None,
+            Some("answer-1".into()),
+            Some("answer-2".into()),
+            Some("answer-3".into())
+        ]
+    );
+    for r in &sent {
+        assert_eq!(r.query_param("chat_id"), chat);
+        assert_eq!(r.label, sent[0].label, "sticky session");
+    }
+    assert_eq!(
+        app.fake.objects().len(),
+        1,
+        "only the first round uploads its prompt"
+    );
+    let tails: Vec<String> = bodies[1..]
+        .iter()
+        .map(common::fake_chats::prompt_of)
+        .collect();
+    assert!(tails[0].contains(&format!("name=\"Read_tool\">\n{LIB_RS}\n</q2a:result>")));
+    assert!(tails[0].contains(&format!("name=\"Grep\">\n{GREP_OUT}\n</q2a:result>")));
+    assert!(tails[1].contains(&format!("name=\"Edit\">\n{EDITED}\n</q2a:result>")));
+    assert!(tails[2].contains(&format!("name=\"Bash\">\n{TEST_OUT}\n</q2a:result>")));
+    for t in &tails {
+        assert!(t.len() < 1000, "a tail, not the history: {} bytes", t.len());
+        assert!(!t.contains("END OF SYSTEM PROMPT"));
+    }
+    assert_eq!(app.leases(), 0);
+}
+
+#[tokio::test]
+async fn without_continuation_each_claude_code_round_uploads_the_whole_history() {
+    let app = TestApp::with_accounts(
+        3,
+        &[
+            ("STICKY_ACCOUNTS", "true"),
+            ("CONVERSATION_CONTINUATION", "false"),
+        ],
+    )
+    .await;
+    let before = run_session(&app).await;
     check_upstream(&app, before);
 }
 

@@ -80,17 +80,23 @@ async fn openai_sdk_agent_loop_with_tools_streamed_and_not() {
         run(&python, "openai_agent_loop.py", &app, &[("STREAM", stream)]).await;
         let sent = app.fake.completions();
         assert_eq!(sent.len(), before + 3, "three turns");
-        // The last turn carried both calls and both results, in the call syntax.
-        let last = sent.last().unwrap().json.clone().unwrap();
-        let prompt = last["messages"][0]["content"].as_str().unwrap();
+        // The later turns continued the first one's upstream chat: the last one sent only the
+        // last result, after the previous answer.
+        let loop_sent = &sent[before..];
         assert!(
-            prompt.contains("<q2a:call name=\"grep\">\n{\"pattern\":\"fn main\"}\n</q2a:call>"),
+            loop_sent
+                .iter()
+                .all(|r| r.query_param("chat_id") == loop_sent[0].query_param("chat_id"))
+        );
+        let last = loop_sent[2].json.clone().unwrap();
+        assert!(common::fake_chats::parent_of(&last).is_some());
+        let prompt = common::fake_chats::prompt_of(&last);
+        assert!(
+            prompt.starts_with("<q2a:result call=")
+                && prompt.contains("name=\"read_file\">\nfn main() {}\n</q2a:result>"),
             "{prompt}"
         );
-        assert!(
-            prompt.contains("name=\"read_file\">\nfn main() {}\n</q2a:result>"),
-            "{prompt}"
-        );
+        assert!(!prompt.contains("<q2a:call name=\"grep\">"), "{prompt}");
     }
     assert_eq!(app.leases(), 0);
 }
@@ -128,6 +134,35 @@ fn push_tool_loop(app: &TestApp, thinking: bool) {
             "light rain, 14:05.",
         ])),
     );
+}
+
+#[tokio::test]
+async fn openai_sdk_responses_create_stream_tool_loops_custom_tool_and_stored() {
+    let Some(python) = python() else {
+        return;
+    };
+    let app = TestApp::with_accounts(1, &[]).await;
+    let call = [
+        "I'll look. ",
+        "<q2a:call name=\"shell\">{\"command\": [\"ls\"]}</q2a:call>",
+    ];
+    let answers: Vec<String> = vec![
+        qwen_sse::fast_answer(&["Hi", "!"]),
+        qwen_sse::thinking_answer(&[&["Think."]], &["Hel", "lo"]),
+        qwen_sse::fast_answer(&call),
+        qwen_sse::fast_answer(&["Two files."]),
+        qwen_sse::fast_answer(&call),
+        qwen_sse::fast_answer(&["Two files."]),
+        qwen_sse::fast_answer(&[
+            "<q2a:call name=\"apply_patch\">{\"input\": \"*** Begin Patch\\n*** End Patch\"}</q2a:call>",
+        ]),
+    ];
+    let n = answers.len();
+    for a in answers {
+        app.fake.push_completion(None, Reply::sse(a));
+    }
+    run(&python, "openai_responses.py", &app, &[]).await;
+    assert_eq!(app.fake.completions().len(), n);
 }
 
 #[tokio::test]
@@ -171,33 +206,20 @@ async fn anthropic_sdk_create_stream_thinking_tool_loops_and_count_tokens() {
     assert_eq!(features(3)["thinking_enabled"], true);
     assert_eq!(features(3)["thinking_budget"], 1024);
     assert_eq!(features(7)["thinking_budget"], 1024);
-    // The last turn of each loop carried both calls and both results; the replayed thinking
-    // block (signature and all) was accepted and not sent up.
-    for last in [&sent[6], &sent[9]] {
+    // The last turn of each loop continued the loop's upstream chat with only the last result;
+    // the replayed thinking block (signature and all) was accepted and not sent up.
+    for (first, last) in [(&sent[4], &sent[6]), (&sent[7], &sent[9])] {
+        assert_eq!(first.query_param("chat_id"), last.query_param("chat_id"));
+        assert!(common::fake_chats::parent_of(last.json.as_ref().unwrap()).is_some());
         let prompt = prompt_of(last);
         assert!(
-            prompt.contains(
-                "<q2a:call name=\"get_weather\">\n{\"city\":\"Oslo\",\"unit\":\"celsius\"}\n</q2a:call>"
-            ),
+            prompt.starts_with("<q2a:result call=")
+                && prompt.contains("name=\"get_time\">\n14:05\n</q2a:result>"),
             "{prompt}"
         );
-        assert!(
-            prompt.contains(
-                "<q2a:call name=\"get_time\">\n{\"timezone\":\"Europe/Oslo\"}\n</q2a:call>"
-            ),
-            "{prompt}"
-        );
-        assert!(
-            prompt.contains("name=\"get_weather\">\n12 degrees, light rain\n</q2a:result>"),
-            "{prompt}"
-        );
-        assert!(
-            prompt.contains("name=\"get_time\">\n14:05\n</q2a:result>"),
-            "{prompt}"
-        );
+        assert!(!prompt.contains("get_weather"), "{prompt}");
         assert!(!prompt.contains("Two tools."), "{prompt}");
     }
-    assert!(prompt_of(&sent[9]).contains("Let me check."));
     assert_eq!(app.leases(), 0);
 }
 
@@ -248,4 +270,25 @@ async fn anthropic_sdk_raises_overloaded_error_for_529() {
     run(&python, "anthropic_messages.py", &app, &env).await;
     assert_eq!(app.fake.completions().len(), 2);
     assert_eq!(app.leases(), 0);
+}
+
+/// `GET /openapi.json` (and the same under `API_PREFIX`) passes openapi-spec-validator, a
+/// validator that shares no code with utoipa.
+#[tokio::test]
+async fn openapi_document_passes_an_independent_validator() {
+    let Some(python) = python() else {
+        return;
+    };
+    for (prefix, vars) in [("", &[][..]), ("/qwen", &[("API_PREFIX", "/qwen")][..])] {
+        let app = TestApp::with_accounts(1, vars).await;
+        let url = app.url(&format!("{prefix}/openapi.json"));
+        run(
+            &python,
+            "openapi_validate.py",
+            &app,
+            &[("QWEN2API_OPENAPI_URL", &url)],
+        )
+        .await;
+        app.stop().await;
+    }
 }

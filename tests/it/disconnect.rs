@@ -130,9 +130,13 @@ async fn client_disconnect_during_a_buffered_answer_closes_the_upstream() {
 // ---------------------------------------------------------------------------------------------
 // 17. Chat cleanup
 
+/// Continuation off: an answered chat is not kept (continuation.rs covers kept chats, deleted
+/// when their entries expire or are replaced).
+const NOT_KEPT: (&str, &str) = ("CONVERSATION_CONTINUATION", "false");
+
 #[tokio::test]
 async fn completed_chat_is_deleted() {
-    let app = TestApp::with_accounts(1, &[]).await;
+    let app = TestApp::with_accounts(1, &[NOT_KEPT]).await;
     let resp = app.chat(body(MODEL, false)).await;
     assert_eq!(resp.status(), 200);
     let ids = app.fake.chat_ids();
@@ -150,7 +154,7 @@ async fn completed_chat_is_deleted() {
 
 #[tokio::test]
 async fn completed_streamed_chat_is_deleted() {
-    let app = TestApp::with_accounts(1, &[]).await;
+    let app = TestApp::with_accounts(1, &[NOT_KEPT]).await;
     let resp = app.chat(body(MODEL, true)).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -167,7 +171,7 @@ async fn completed_streamed_chat_is_deleted() {
 
 #[tokio::test]
 async fn chats_of_failed_attempts_are_deleted_too() {
-    let app = TestApp::with_accounts(2, &[]).await;
+    let app = TestApp::with_accounts(2, &[NOT_KEPT]).await;
     app.fake
         .push_completion(Some("acct1"), Reply::http(502, "text/plain", "Bad Gateway"));
     let resp = app.chat(body(MODEL, false)).await;
@@ -190,7 +194,7 @@ async fn chats_of_failed_attempts_are_deleted_too() {
 
 #[tokio::test]
 async fn chat_left_busy_is_deleted_after_the_retry() {
-    let app = TestApp::with_accounts(1, &[]).await;
+    let app = TestApp::with_accounts(1, &[NOT_KEPT]).await;
     app.fake.push_completion(
         Some("acct1"),
         Reply::http(
@@ -209,6 +213,30 @@ async fn chat_left_busy_is_deleted_after_the_retry() {
     let mut want = ids;
     want.sort();
     assert_eq!(got, want);
+}
+
+#[tokio::test]
+async fn with_continuation_the_busy_chat_is_deleted_and_the_answered_one_kept() {
+    let app = TestApp::with_accounts(1, &[]).await;
+    app.fake.push_completion(
+        Some("acct1"),
+        Reply::http(
+            200,
+            "application/json",
+            qwen_sse::business_error("Bad_Request", "The chat is in progress!"),
+        ),
+    );
+    let resp = app.chat(body(MODEL, false)).await;
+    assert_eq!(resp.status(), 200);
+    let ids = app.fake.chat_ids();
+    assert_eq!(ids.len(), 2);
+    assert!(eventually(Duration::from_secs(1), || !deletions(&app).is_empty()).await);
+    // Time for a wrong second deletion to show.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        deletions(&app),
+        [(ids[0].clone(), Some("acct1".to_owned()))]
+    );
 }
 
 #[tokio::test]

@@ -282,11 +282,21 @@ async fn agent_loop_with_tools_streamed_and_not() {
                 ),
             ]
         );
-        let last = app.fake.completions().pop().unwrap().json.unwrap();
-        let prompt = last["messages"][0]["content"].as_str().unwrap();
-        assert!(
-            prompt.contains(";assistant:Now the file. \n<q2a:call name=\"read_file\">"),
-            "{prompt}"
-        );
+        // The SDK's re-serialised history matches what the proxy answered: the turns after
+        // the first continue its upstream chat and send only the tool's result.
+        let sent = app.fake.completions();
+        let loop_calls = &sent[sent.len() - 3..];
+        let chat = loop_calls[0].query_param("chat_id").unwrap();
+        let first = loop_calls[0].json.as_ref().unwrap();
+        assert!(first["parent_id"].is_null());
+        for later in &loop_calls[1..] {
+            assert_eq!(later.query_param("chat_id"), Some(chat));
+            let body = later.json.as_ref().unwrap();
+            assert!(body["parent_id"].is_string(), "{body}");
+            let prompt = body["messages"][0]["content"].as_str().unwrap();
+            assert!(prompt.starts_with("<q2a:result"), "{prompt}");
+            assert!(prompt.contains("src/main.rs:1: fn main() {}"), "{prompt}");
+            assert!(!prompt.contains("Where is main?"), "{prompt}");
+        }
     }
 }

@@ -253,12 +253,14 @@ impl<'a> CompletionBody<'a> {
             chat_id_camel: chat_id,
             chat_mode: "normal",
             model: &req.model,
-            parent_id: None,
-            parent_id_camel: None,
+            // A continued chat names the answer the new message follows, at the top and on
+            // the message (docs/upstream.md §5.5).
+            parent_id: req.parent.as_deref(),
+            parent_id_camel: req.parent.as_deref(),
             messages: [WireMessage {
                 fid: uuid::Uuid::new_v4().to_string(),
-                parent_id: None,
-                parent_id_snake: None,
+                parent_id: req.parent.as_deref(),
+                parent_id_snake: req.parent.as_deref(),
                 children_ids: [uuid::Uuid::new_v4().to_string()],
                 role: "user",
                 content: content(req),

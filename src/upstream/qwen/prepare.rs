@@ -11,7 +11,7 @@ use crate::conversation::{
 use crate::media::input::last_markdown_image;
 use crate::tools::{Plan, syntax};
 use crate::upstream::ResolvedModel;
-use crate::upstream::Turn;
+use crate::upstream::{Tail, Turn};
 
 /// How conversations are shaped for the site, as configured.
 #[derive(Clone, Debug)]
@@ -58,10 +58,11 @@ pub fn prepare(
         )
         .map(|plan| Arc::new(plan.with_history(&req.messages)))
     };
+    let format = &req.options.response_format;
     let prompt = if chat_type.feature().is_some() {
         last_user_text(&req.messages)
     } else {
-        flatten_with(&req.messages, tools.as_deref())
+        with_format(flatten_with(&req.messages, tools.as_deref()), format)
     };
     // `size` was checked by the surface.
     let size = if chat_type.feature().is_some() {
@@ -76,6 +77,10 @@ pub fn prepare(
     } else {
         media_of(&req.messages)
     };
+    let tail = tail(&req.messages, chat_type, tools.as_deref(), shaping).map(|t| Tail {
+        prompt: with_format(t.prompt, format),
+        ..t
+    });
     let mut turn = Turn {
         model: model.upstream_id.clone(),
         prompt,
@@ -86,9 +91,54 @@ pub fn prepare(
         size,
         reasoning_shown: req.options.reasoning_shown,
         tools,
+        tail,
+        parent: None,
+        format: if chat_type.feature().is_some() {
+            conversation::ResponseFormat::Text
+        } else {
+            format.clone()
+        },
     };
     offload_long_prompt(&mut turn, shaping.prompt_file_threshold);
     Ok(turn)
+}
+
+/// The prompt with what the model is told of the answer's format at its end.
+fn with_format(prompt: String, format: &conversation::ResponseFormat) -> String {
+    match crate::tools::format::instruction(format) {
+        Some(i) => format!("{prompt}\n\n{i}"),
+        None => prompt,
+    }
+}
+
+/// The new tail as a continued chat takes it (docs/upstream.md §5.5): the messages after the
+/// last assistant message, each written as in the flattened prompt (tool results in the call
+/// syntax, the reminder of the syntax at the end), without the system messages and the tools'
+/// instructions, which the chat's first message already holds. `None` when the conversation
+/// cannot continue: no answer before the tail, a generation chat, or a tail too long for the
+/// body (it would go as a file).
+fn tail(
+    messages: &[Message],
+    chat_type: ChatType,
+    tools: Option<&Plan>,
+    shaping: &Shaping,
+) -> Option<Tail> {
+    if !matches!(chat_type, ChatType::Text | ChatType::Search) {
+        return None;
+    }
+    let start = conversation::thread::tail_start(messages)?;
+    let called = calls_by_id(messages);
+    let items = items(&messages[start..], tools, &called);
+    let prompt = join_items(items, tools);
+    if prompt.is_empty()
+        || (shaping.prompt_file_threshold > 0 && prompt.len() > shaping.prompt_file_threshold)
+    {
+        return None;
+    }
+    Some(Tail {
+        prompt,
+        attachments: media_of(&messages[start..]),
+    })
 }
 
 /// Every media part, in order, with those of tool results.
@@ -172,25 +222,47 @@ fn flatten_with(messages: &[Message], tools: Option<&Plan>) -> String {
         .filter(|t| !t.is_empty())
         .collect();
     system.extend(tools.map(Plan::instructions));
-    let mut items: Vec<(&'static str, String)> = Vec::new();
+    let mut all: Vec<(&'static str, String)> = Vec::new();
     if !system.is_empty() {
-        items.push(("system", system.join("\n")));
+        all.push(("system", system.join("\n")));
     }
-    // A result names its tool even when the client gave only the call's id.
-    let called: HashMap<&str, &str> = messages
+    let called = calls_by_id(messages);
+    all.extend(items(messages, tools, &called));
+    join_items(all, tools)
+}
+
+/// A result names its tool even when the client gave only the call's id.
+fn calls_by_id(messages: &[Message]) -> HashMap<&str, &str> {
+    messages
         .iter()
         .flat_map(|m| &m.tool_calls)
         .map(|c| (c.id.as_str(), c.name.as_str()))
-        .collect();
+        .collect()
+}
+
+/// The `role:text` items of the messages other than system ones; messages without text are
+/// left out.
+fn items(
+    messages: &[Message],
+    tools: Option<&Plan>,
+    called: &HashMap<&str, &str>,
+) -> Vec<(&'static str, String)> {
+    let mut items = Vec::new();
     for m in messages.iter().filter(|m| m.role != Role::System) {
         let text = match tools {
-            Some(plan) => with_calls(m, plan, &called),
+            Some(plan) => with_calls(m, plan, called),
             None => m.joined_text(),
         };
         if !text.is_empty() {
             items.push((m.role.as_str(), text));
         }
     }
+    items
+}
+
+/// The items as one prompt: a single item as it is, several as `role:text` joined with `;`;
+/// with tools, the reminder of the call syntax ends the last item.
+fn join_items(mut items: Vec<(&'static str, String)>, tools: Option<&Plan>) -> String {
     if let (Some(plan), Some((_, last))) = (tools, items.last_mut()) {
         last.push_str("\n\n");
         last.push_str(&plan.reminder());
@@ -234,6 +306,9 @@ fn with_calls(m: &Message, plan: &Plan, called: &HashMap<&str, &str>) -> String 
 /// correction as the next items, in a new chat (docs/tools.md).
 pub fn follow_up(turn: &Turn, answer: &str, correction: &str, threshold: usize) -> Turn {
     let mut next = turn.clone();
+    // Always a new chat with the whole conversation: the corrected answer is not kept.
+    next.tail = None;
+    next.parent = None;
     let reminder = turn
         .tools
         .as_ref()
@@ -265,6 +340,7 @@ pub fn offload_long_prompt(turn: &mut Turn, threshold: usize) {
         Some(plan) => format!("{PROMPT_FILE_INSTRUCTION}\n\n{}", plan.reminder()),
         None => PROMPT_FILE_INSTRUCTION.to_owned(),
     };
+    let instruction = with_format(instruction, &turn.format);
     let text = std::mem::replace(&mut turn.prompt, instruction);
     tracing::debug!(
         bytes = text.len(),
@@ -339,6 +415,7 @@ mod tests {
             search: false,
             must_think: false,
             media: Some(ChatType::ImageEdit),
+            context_tokens: None,
         };
         let r = conv(vec![text(Role::User, "make it blue")]);
         assert_eq!(
@@ -365,6 +442,7 @@ mod tests {
             search: false,
             must_think: false,
             media: None,
+            context_tokens: None,
         };
         let r = conv(vec![text(Role::User, &"x".repeat(100))]);
         let turn = prepare(

@@ -13,8 +13,8 @@ use crate::config::{Secret, StreamMode};
 use crate::conversation::{self, Blob, InvalidRequest, MediaKind, MediaSource};
 use crate::upstream::ResolvedModel;
 use crate::upstream::{
-    ChatHabits, Credentials, EventStream, StsToken, TaskState, Turn, Upstream, UpstreamError,
-    UpstreamModel,
+    AnswerId, ChatHabits, Completion, Credentials, StsToken, TaskState, Turn, Upstream,
+    UpstreamError, UpstreamModel,
 };
 
 pub struct Qwen {
@@ -70,6 +70,9 @@ impl Upstream for Qwen {
         let cfg = self.client.config();
         ChatHabits {
             cleanup: cfg.chat_cleanup,
+            continuation: cfg
+                .conversation_continuation
+                .then_some(cfg.conversation_ttl),
             prewarm: cfg.chat_prewarm,
             prewarm_ttl: cfg.chat_prewarm_ttl,
         }
@@ -105,14 +108,18 @@ impl Upstream for Qwen {
         turn: &Turn,
         chat_id: &str,
         uploads: &[Uploaded],
-    ) -> Result<EventStream, UpstreamError> {
+    ) -> Result<Completion, UpstreamError> {
         let files = Self::files(turn, uploads);
         let bytes = self.client.complete(creds, turn, chat_id, &files).await?;
         let opts = DecodeOptions {
             reasoning_visible: turn.reasoning_shown,
             stream_mode: self.stream_mode,
         };
-        Ok(Box::pin(stream::answers(bytes, opts)))
+        let answer_id = AnswerId::default();
+        Ok(Completion {
+            events: Box::pin(stream::answers(bytes, opts, answer_id.clone())),
+            answer_id,
+        })
     }
 
     async fn delete_chat(&self, creds: &Credentials, chat_id: &str) -> Result<(), UpstreamError> {

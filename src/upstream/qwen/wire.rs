@@ -161,6 +161,9 @@ pub struct ModelMeta {
     #[serde(default)]
     pub chat_type: Vec<String>,
     pub think_skip: Option<ThinkSkip>,
+    /// Tokens the model takes in one conversation (docs/upstream.md §4).
+    #[serde(default, deserialize_with = "count")]
+    pub max_context_length: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +197,13 @@ impl UpstreamModel {
     pub fn can_search(&self) -> bool {
         self.meta()
             .is_some_and(|m| m.chat_type.iter().any(|t| t == "search"))
+    }
+
+    /// The model's context length in tokens, when the list gives one.
+    pub fn context_length(&self) -> Option<u64> {
+        self.meta()
+            .and_then(|m| m.max_context_length)
+            .filter(|n| *n > 0)
     }
 
     /// Models marked `think_skip.enable == false` answer `invalid_input` unless thinking is on.
@@ -236,6 +246,15 @@ fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D
     Ok(match Option::<Value>::deserialize(d)? {
         Some(Value::String(s)) => Some(s),
         Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// A count as a number or a numeric string; anything else is unknown.
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
         _ => None,
     })
 }

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use super::fake_chats::{ChatMessage, Chats};
 use super::fake_media::{self, Media, Routed};
 
 const SIGNIN: &str = "/api/v1/auths/signin";
@@ -335,6 +336,8 @@ struct Shared {
     default_completion: Reply,
     chat_new: Queues,
     chat_ids: Vec<String>,
+    /// The chats as the site keeps them (`fake_chats`).
+    chats: Chats,
     requests: Vec<Recorded>,
     /// Lifetime of tokens issued by sign-in.
     sign_in_lifetime: i64,
@@ -461,6 +464,7 @@ impl FakeQwen {
                 default_completion: Reply::fixture("capture_fast_answer.sse"),
                 chat_new: HashMap::new(),
                 chat_ids: Vec::new(),
+                chats: Chats::default(),
                 requests: Vec::new(),
                 sign_in_lifetime: TOKEN_LIFETIME_SECS,
             }),
@@ -563,6 +567,27 @@ impl FakeQwen {
     /// Ids handed out by successful `chats/new` calls, in order.
     pub fn chat_ids(&self) -> Vec<String> {
         self.inner.lock().chat_ids.clone()
+    }
+
+    /// Gives each answer from now on a fresh `response_id` (`answer-1`, `answer-2`, …) in place
+    /// of the fixtures' one, so that a continuation's parent names one answer.
+    pub fn number_answers(&self) {
+        self.inner.lock().chats.number_answers();
+    }
+
+    /// A chat's messages as the site keeps them; `None` for an unknown or deleted chat.
+    pub fn chat(&self, id: &str) -> Option<Vec<ChatMessage>> {
+        self.inner.lock().chats.messages(id)
+    }
+
+    /// Deletes a chat as its owner would on the site.
+    pub fn delete_chat(&self, id: &str) {
+        self.inner.lock().chats.delete(id);
+    }
+
+    /// Ids of the chats deleted, in order.
+    pub fn deleted_chats(&self) -> Vec<String> {
+        self.inner.lock().chats.deleted()
     }
 
     /// Every request received, in order.
@@ -757,10 +782,23 @@ fn route(inner: &Inner, request: &Recorded, session: Option<Session>) -> Reply {
         Endpoint::ChatNew => chat_new(inner, request, &session.label),
         Endpoint::Completion => {
             let mut shared = inner.lock();
-            pop(&mut shared.completions, &session.label)
-                .unwrap_or_else(|| shared.default_completion.clone())
+            let chat_id = request.query_param("chat_id").unwrap_or_default();
+            let body = request.json.clone().unwrap_or_default();
+            if let Some(refused) = shared.chats.refusal(chat_id, &session.label, &body) {
+                return refused;
+            }
+            let reply = pop(&mut shared.completions, &session.label)
+                .unwrap_or_else(|| shared.default_completion.clone());
+            shared.chats.answered(request, &session.label, reply)
         }
-        Endpoint::Chat => Reply::json(200, json!({"success": true, "data": {"status": true}})),
+        Endpoint::Chat => {
+            if request.method == "DELETE"
+                && let Some(id) = path.strip_prefix(CHAT_PREFIX)
+            {
+                inner.lock().chats.delete(id);
+            }
+            Reply::json(200, json!({"success": true, "data": {"status": true}}))
+        }
     }
 }
 
@@ -834,6 +872,7 @@ fn chat_new(inner: &Inner, request: &Recorded, label: &str) -> Reply {
     }
     let id = uuid::Uuid::new_v4().to_string();
     shared.chat_ids.push(id.clone());
+    shared.chats.created(&id, label);
     Reply::json(
         200,
         json!({"success": true, "request_id": request_id, "data": {"id": id}}),

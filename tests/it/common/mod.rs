@@ -1,6 +1,7 @@
 //! Test harness: `TestApp` starts the real server on 127.0.0.1:0 against a `FakeQwen`.
 
 pub mod binary;
+pub mod fake_chats;
 pub mod fake_media;
 pub mod fake_qwen;
 pub mod qwen_sse;

@@ -59,6 +59,12 @@ impl Decoder {
         }
     }
 
+    /// The id of the answer being followed, once its first event named it: the parent a
+    /// continuation of the chat names (docs/upstream.md §5.5).
+    pub fn answer_id(&self) -> Option<&str> {
+        self.primary.as_deref().filter(|id| !id.is_empty())
+    }
+
     /// Feeds one event's `data`; the answer events it produced are pushed to `out` (a buffer
     /// the caller reuses, so that an event allocates no list of its own).
     pub fn feed(&mut self, data: &str, out: &mut Vec<AnswerEvent>) -> Result<Step, UpstreamError> {

@@ -9,13 +9,15 @@ pub use decoder::{DecodeOptions, Decoder, Step};
 use parser::SseParser;
 
 use crate::conversation::AnswerEvent;
-use crate::upstream::UpstreamError;
 use crate::upstream::qwen::ByteStream;
+use crate::upstream::{AnswerId, UpstreamError};
 
-/// Decodes a completion's raw bytes into answer events, ending with `Finish` or one error.
+/// Decodes a completion's raw bytes into answer events, ending with `Finish` or one error;
+/// `id` is set as soon as the answer's id is known.
 pub fn answers(
     mut bytes: ByteStream,
     opts: DecodeOptions,
+    id: AnswerId,
 ) -> impl Stream<Item = Result<AnswerEvent, UpstreamError>> + Send {
     async_stream::stream! {
         let mut parser = SseParser::default();
@@ -43,6 +45,9 @@ pub fn answers(
             while let Some(data) = parser.next_data() {
                 match decoder.feed(data, &mut events) {
                     Ok(step) => {
+                        if let Some(answer) = decoder.answer_id() {
+                            id.set(answer);
+                        }
                         for ev in events.drain(..) {
                             yield Ok(ev);
                         }
