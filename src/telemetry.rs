@@ -1,7 +1,10 @@
 //! Logging: the subscriber set-up (text or JSON lines, on standard output and optionally in
 //! files rotated by size), and, in `request`, the request id and the one middleware that logs
-//! each request (and its error, once) inside a request span.
+//! each request (and its error, once) inside a request span; with the `otlp` feature, in
+//! `otlp`, the export of those spans as traces.
 
+#[cfg(feature = "otlp")]
+mod otlp;
 mod request;
 
 pub use request::{LoggedError, RequestId, X_REQUEST_ID, log_requests, record_route, route_of};
@@ -28,19 +31,27 @@ pub enum LogInitError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[cfg(feature = "otlp")]
+    #[error(transparent)]
+    Traces(#[from] otlp::TraceInitError),
 }
 
 /// Keeps the file writer's thread running; dropping it writes out the lines still queued.
 /// Hold it until the process ends.
 #[must_use = "dropping the guard stops the log file writer"]
 pub struct LogGuard {
+    // Declared first so it is dropped first: spans are flushed while the log file still
+    // takes lines.
+    #[cfg(feature = "otlp")]
+    _traces: Option<otlp::Exporting>,
     _worker: Option<WorkerGuard>,
 }
 
 type BoxedLayer = Box<dyn Layer<Layered<EnvFilter, Registry>> + Send + Sync>;
 
 /// Installs the global subscriber: `LOG_LEVEL` as the filter, `LOG_FORMAT` for every line, on
-/// standard output and, with `LOG_DIR`, in rotated files too.
+/// standard output and, with `LOG_DIR`, in rotated files too; with an OTLP endpoint (and the
+/// `otlp` feature), spans exported as traces.
 pub fn init(config: &LogConfig) -> Result<LogGuard, LogInitError> {
     let filter = EnvFilter::try_new(&config.level).unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only on a terminal: a log file or `docker logs` gets plain text (NO_COLOR too).
@@ -59,11 +70,35 @@ pub fn init(config: &LogConfig) -> Result<LogGuard, LogInitError> {
         layers.push(layer(config.format, writer, false));
         guard = Some(worker);
     }
+    #[cfg(feature = "otlp")]
+    let traces = match &config.traces {
+        Some(export) => {
+            let (layer, exporting) = otlp::layer(export)?;
+            layers.push(layer);
+            Some(exporting)
+        }
+        None => None,
+    };
     let _ = tracing_subscriber::registry()
         .with(filter)
         .with(layers)
         .try_init();
-    Ok(LogGuard { _worker: guard })
+    #[cfg(not(feature = "otlp"))]
+    if let Some(export) = &config.traces {
+        tracing::warn!(
+            endpoint = %export.endpoint,
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set, but this binary was built without the `otlp` feature: no traces are exported"
+        );
+    }
+    #[cfg(feature = "otlp")]
+    if let Some(export) = &config.traces {
+        tracing::info!(endpoint = %export.endpoint, "exporting traces over OTLP");
+    }
+    Ok(LogGuard {
+        #[cfg(feature = "otlp")]
+        _traces: traces,
+        _worker: guard,
+    })
 }
 
 fn layer<W>(format: LogFormat, writer: W, ansi: bool) -> BoxedLayer

@@ -1,6 +1,7 @@
 //! Logging settings: the level filter (`LOG_LEVEL`), the line format (`LOG_FORMAT`) and the
 //! optional log files rotated by size (`LOG_DIR`, `LOG_FILE_MAX_MB`, `LOG_FILES`, with
-//! Qwen2API's `ENABLE_FILE_LOG`, `MAX_LOG_FILE_SIZE` and `MAX_LOG_FILES` as aliases).
+//! Qwen2API's `ENABLE_FILE_LOG`, `MAX_LOG_FILE_SIZE` and `MAX_LOG_FILES` as aliases), and
+//! where traces are exported (the standard `OTEL_EXPORTER_OTLP_*` names, feature `otlp`).
 
 use std::path::PathBuf;
 
@@ -35,6 +36,25 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// `None`: standard output only.
     pub files: Option<LogFiles>,
+    /// `None`: no trace export (no OTLP endpoint set).
+    pub traces: Option<TraceExport>,
+}
+
+/// Where and how spans are exported over OTLP/HTTP (telemetry/otlp.rs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceExport {
+    /// The full URL spans are POSTed to (`…/v1/traces`).
+    pub endpoint: String,
+    pub protocol: TraceProtocol,
+}
+
+/// The OTLP/HTTP body encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceProtocol {
+    /// `http/protobuf`, the OTLP default.
+    Protobuf,
+    /// `http/json`.
+    Json,
 }
 
 /// The name of the file being written, in [`LogFiles::dir`].
@@ -89,7 +109,49 @@ pub fn logging(src: &dyn Vars) -> Result<LogConfig, ConfigError> {
         level: level.to_ascii_lowercase(),
         format,
         files,
+        traces: traces(src)?,
     })
+}
+
+/// The OpenTelemetry names, read as the OTLP exporter specification says: the traces endpoint
+/// verbatim, or the base endpoint with `/v1/traces` appended; the traces protocol before the
+/// general one. Only the two HTTP encodings are built in (no gRPC).
+fn traces(src: &dyn Vars) -> Result<Option<TraceExport>, ConfigError> {
+    let endpoint = match src.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+        Some(url) if !url.trim().is_empty() => url.trim().to_owned(),
+        _ => match src.get("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            Some(base) if !base.trim().is_empty() => {
+                format!("{}/v1/traces", base.trim().trim_end_matches('/'))
+            }
+            _ => return Ok(None),
+        },
+    };
+    if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        return Err(ConfigError::invalid(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "an http:// or https:// URL",
+            &endpoint,
+        ));
+    }
+    let choices = [
+        ("http/protobuf", TraceProtocol::Protobuf),
+        ("http/json", TraceProtocol::Json),
+    ];
+    let protocol = match src.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") {
+        Some(_) => choice_or(
+            src,
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            &choices,
+            TraceProtocol::Protobuf,
+        )?,
+        None => choice_or(
+            src,
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            &choices,
+            TraceProtocol::Protobuf,
+        )?,
+    };
+    Ok(Some(TraceExport { endpoint, protocol }))
 }
 
 /// `LOG_FILE_MAX_MB` (or `MAX_LOG_FILE_SIZE`) in bytes: MiB, possibly with a fraction.
@@ -127,6 +189,37 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
         }
+    }
+
+    #[test]
+    fn traces_follow_the_otlp_names() {
+        assert_eq!(logging(&src(&[])).unwrap().traces, None);
+        let base = logging(&src(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318/")])).unwrap();
+        assert_eq!(
+            base.traces,
+            Some(TraceExport {
+                endpoint: "http://c:4318/v1/traces".into(),
+                protocol: TraceProtocol::Protobuf,
+            })
+        );
+        let own = logging(&src(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "https://t/x"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ]))
+        .unwrap();
+        assert_eq!(own.traces.unwrap().endpoint, "https://t/x");
+        let err = logging(&src(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "{err}");
+        let err = logging(&src(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "c:4318")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http://"), "{err}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 pub use accounts::{AccountCredential, AccountSpec, cookie_token, validate_proxy};
 pub use aliases::{Glob, ModelAliases};
 pub use lifecycle::{AuthMode, LifecycleConfig, StoreConfig};
-pub use logging::{LOG_FILE_NAME, LogConfig, LogFiles, LogFormat};
+pub use logging::{LOG_FILE_NAME, LogConfig, LogFiles, LogFormat, TraceExport, TraceProtocol};
 pub use media::MediaConfig;
 pub use parse::Vars;
 pub use secret::{ProxyUrl, Secret, mask_url_password};

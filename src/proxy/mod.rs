@@ -377,6 +377,9 @@ impl Proxy {
     ) -> impl Stream<Item = Result<Progress, ProxyError>> + Send + 'static {
         let this = Arc::clone(self);
         let buffered = delivery == Delivery::Whole;
+        // Each attempt gets a span of its own under the request's (exported as a child span
+        // with the `otlp` feature). It is never entered: the stream yields inside it.
+        let request_span = tracing::Span::current();
         async_stream::stream! {
             let mut f = Failover::new(&this.accounts, ctx.passthrough.as_ref(), req.chat_type.feature(), &this.metrics);
             let mut announced = false;
@@ -407,6 +410,15 @@ impl Proxy {
                     // byte falls back to a new chat on the same account (docs/upstream.md §5.5).
                     let resumed = resume.take().filter(|r| r.entry.account_id == account.id);
                     let continued = resumed.is_some();
+                    let attempt = tracing::error_span!(
+                        parent: &request_span,
+                        "upstream_attempt",
+                        account = %account.id,
+                        model = %req.model,
+                        continued,
+                        outcome = tracing::field::Empty,
+                        error_class = tracing::field::Empty,
+                    );
                     let (turn, chat_id, mut cleanup, sent_uploads) = if let Some(r) = resumed {
                         let sent_uploads = if r.turn.attachments.is_empty() {
                             Vec::new()
@@ -430,6 +442,7 @@ impl Proxy {
                                 match this.uploader.uploads(&creds, scope, &req).await {
                                     Ok(files) => files,
                                     Err(e) => {
+                                        attempt_failed(&attempt, &e);
                                         if let Err(fin) = f.failed(&this.accounts, &account, e) {
                                             yield Err(fin);
                                             return;
@@ -457,6 +470,7 @@ impl Proxy {
                         let chat_id = match created {
                             Ok(id) => id,
                             Err(e) => {
+                                attempt_failed(&attempt, &e);
                                 if let Err(fin) = f.failed(&this.accounts, &account, e) {
                                     yield Err(fin);
                                     return;
@@ -479,6 +493,7 @@ impl Proxy {
                                 continue 'chat;
                             }
                             Err(e) => {
+                                attempt_failed(&attempt, &e);
                                 if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
                                     yield Err(fin);
                                     return;
@@ -519,16 +534,19 @@ impl Proxy {
                             }
                         }
                         Err(e) if continued => {
+                            attempt_failed(&attempt, &e);
                             tracing::info!(account = %account.id, class = e.class(), error = %e, "continuation failed; starting a new chat");
                             this.metrics.continuation_fallback(e.class());
                             continue 'chat;
                         }
                         Err(UpstreamError::ChatInProgress) if !busy_retried => {
+                            attempt_failed(&attempt, &UpstreamError::ChatInProgress);
                             tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                             busy_retried = true;
                             continue 'chat;
                         }
                         Err(e) => {
+                            attempt_failed(&attempt, &e);
                             if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
                                 yield Err(fin);
                                 return;
@@ -569,16 +587,19 @@ impl Proxy {
                                 }
                             }
                             Err(e) if !committed && continued => {
+                                attempt_failed(&attempt, &e);
                                 tracing::info!(account = %account.id, class = e.class(), error = %e, "continuation failed; starting a new chat");
                                 this.metrics.continuation_fallback(e.class());
                                 continue 'chat;
                             }
                             Err(UpstreamError::ChatInProgress) if !committed && !busy_retried => {
+                                attempt_failed(&attempt, &UpstreamError::ChatInProgress);
                                 tracing::info!(account = %account.id, "chat in progress; retrying in a new chat");
                                 busy_retried = true;
                                 continue 'chat;
                             }
                             Err(e) if !committed => {
+                                attempt_failed(&attempt, &e);
                                 drop(events);
                                 if let Err(fin) = f.failed(&this.accounts, &account, busy_to_transient(e)) {
                                     yield Err(fin);
@@ -587,6 +608,7 @@ impl Proxy {
                                 continue 'accounts;
                             }
                             Err(e) => {
+                                attempt_failed(&attempt, &e);
                                 tracing::warn!(account = %account.id, class = e.class(), error = %e, "upstream failed mid-answer");
                                 if f.passthrough.is_none() {
                                     f.report(&this.accounts, &account, &e);
@@ -597,6 +619,7 @@ impl Proxy {
                         }
                     }
                     metrics::request::upstream_ended();
+                    attempt.record("outcome", "answered");
                     if keeps {
                         this.metrics.continuation_chat(continued);
                     }
@@ -649,6 +672,12 @@ impl Proxy {
             }
         }
     }
+}
+
+/// Marks an upstream attempt's span as failed, with the failure's class.
+fn attempt_failed(span: &tracing::Span, e: &UpstreamError) {
+    span.record("outcome", "failed");
+    span.record("error_class", e.class());
 }
 
 fn busy_to_transient(e: UpstreamError) -> UpstreamError {

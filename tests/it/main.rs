@@ -31,6 +31,8 @@ mod newcomer;
 mod openai_client;
 mod openapi;
 mod ops_logs;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod persistence;
 mod prewarm;
 mod redis_replicas;
