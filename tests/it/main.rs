@@ -36,6 +36,7 @@ mod prewarm;
 mod redis_replicas;
 mod reload;
 mod responses;
+mod scale_out;
 mod secrets;
 mod shutdown;
 mod soak;
