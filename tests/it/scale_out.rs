@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use common::binary::{Server, read_log};
 use common::fake_chats::{parent_of, prompt_of};
+use common::fake_media::{self, TaskStep};
 use common::fake_qwen::{FakeQwen, Reply, Split};
 use common::nginx::{self, Nginx};
 use common::qwen_sse;
 use common::redis_server::RedisServer;
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 const KEY: &str = "sk-scale-key";
@@ -34,6 +36,8 @@ struct Cluster {
     replicas: Vec<Option<Server>>,
     addrs: [SocketAddr; 3],
     dirs: Vec<tempfile::TempDir>,
+    /// `DATA_DIR` of every replica, as the compose file's one volume for all three.
+    _data: tempfile::TempDir,
     nginx: Nginx,
     http: reqwest::Client,
     _redis: Arc<RedisServer>,
@@ -52,6 +56,8 @@ impl Cluster {
         );
         let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
         let base = fake.base_url();
+        let data = tempfile::tempdir().unwrap();
+        let data_dir = data.path().to_string_lossy().into_owned();
         let vars = [
             ("API_KEY", KEY),
             ("ADMIN_KEY", ADMIN),
@@ -64,6 +70,8 @@ impl Cluster {
             ("MAX_INFLIGHT_PER_ACCOUNT", "0"),
             ("SHUTDOWN_GRACE_SECONDS", "30"),
             ("WORKER_THREADS", "1"),
+            ("DATA_DIR", data_dir.as_str()),
+            ("VIDEO_POLL_INTERVAL_SECONDS", "0.05"),
         ];
         let mut dirs = Vec::new();
         let mut replicas = Vec::new();
@@ -79,6 +87,7 @@ impl Cluster {
             replicas,
             addrs,
             dirs,
+            _data: data,
             nginx,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             _redis: redis,
@@ -118,6 +127,28 @@ impl Cluster {
             return Err(format!("{id}: X-Request-Id came back as {echoed:?}"));
         }
         kind.check(&text).map_err(|e| format!("{id}: {e}"))
+    }
+
+    /// `GET path` through nginx with the test key; its status and JSON body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(self.nginx.url(path))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// The replicas (by index) that served the logged requests for `path`, in order.
+    fn served_path(&self, path: &str) -> Vec<usize> {
+        self.nginx
+            .access_log()
+            .iter()
+            .filter(|l| l.request.contains(&format!(" {path} ")))
+            .map(|l| self.index_of(l.served_by().expect("a replica answered")))
+            .collect()
     }
 
     /// The replica that served each request whose id starts with `prefix`, by index.
@@ -548,4 +579,116 @@ async fn a_conversation_started_on_one_replica_continues_on_the_others() {
             (Some("answer-2".into()), "Question 3?".into()),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_jobs_stay_with_their_replica_and_files_are_seen_by_all_behind_nginx() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let url = fake_media::output_url(&cluster.fake.base_url(), "t2v", "mp4");
+    cluster
+        .fake
+        .push_completion(None, fake_media::t2v_reply("task-v"));
+    cluster.fake.set_task(
+        "task-v",
+        vec![TaskStep::Running, TaskStep::Success(url.clone())],
+    );
+    let resp = cluster
+        .http
+        .post(cluster.nginx.url("/v1/videos"))
+        .bearer_auth(KEY)
+        .json(&json!({"prompt": "waves"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let job: Value = resp.json().await.unwrap();
+    let path = format!("/v1/videos/{}", job["id"].as_str().unwrap());
+    // Round robin would ask the two replicas that do not have the job.
+    let mut last = Value::Null;
+    for _ in 0..6 {
+        let (status, v) = cluster.get(&path).await;
+        assert_eq!(status, 200, "{v}");
+        last = v;
+    }
+    let mut by = cluster.served_path("/v1/videos");
+    by.extend(cluster.served_path(&path));
+    assert_eq!(by.len(), 7);
+    assert!(by.iter().all(|r| *r == by[0]), "one replica: {by:?}");
+    for _ in 0..250 {
+        if last["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        last = cluster.get(&path).await.1;
+    }
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["url"], url.as_str());
+
+    // A file posted through one replica is read through the others (one DATA_DIR for all).
+    let form = reqwest::multipart::Form::new()
+        .text("purpose", "user_data")
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(b"scale-out notes".to_vec())
+                .file_name("notes.txt")
+                .mime_str("text/plain")
+                .unwrap(),
+        );
+    let resp = cluster
+        .http
+        .post(cluster.nginx.url("/v1/files"))
+        .bearer_auth(KEY)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let file: Value = resp.json().await.unwrap();
+    let path = format!("/v1/files/{}", file["id"].as_str().unwrap());
+    for _ in 0..3 {
+        let (status, v) = cluster.get(&path).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["filename"], "notes.txt", "{v}");
+    }
+    let mut by = cluster.served_path(&path);
+    by.sort_unstable();
+    assert_eq!(by, [0, 1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_through_nginx_arrives_event_by_event() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    // Two seconds of answer: the first event is out long before the last.
+    cluster
+        .fake
+        .set_default_completion(slow_answer(Duration::from_millis(200)));
+    let (path, body) = Kind::ChatStream.request();
+    let resp = cluster
+        .http
+        .post(cluster.nginx.url(path))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("w0 ") {
+        let chunk = stream.next().await.expect("more").unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(
+        cluster.fake.open_streams(),
+        1,
+        "the first words came before the upstream had finished: nginx does not hold the stream"
+    );
+    while let Some(chunk) = stream.next().await {
+        text.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    assert_eq!(Kind::ChatStream.check(&text), Ok(()));
 }

@@ -33,6 +33,8 @@ impl Drop for Nginx {
 /// One line of the access log.
 #[derive(Clone, Debug)]
 pub struct Logged {
+    /// The request line (`GET /v1/models HTTP/1.1`).
+    pub request: String,
     pub status: u16,
     /// The replicas tried, in order: more than one when nginx retried.
     pub upstreams: Vec<SocketAddr>,
@@ -180,6 +182,7 @@ impl Nginx {
 /// A line of the `qwen2api` log format: `… "request" status bytes upstream=a, b
 /// upstream_status=… request_time=… id=…`.
 fn parse(line: &str) -> Option<Logged> {
+    let request = between(line, "] \"", "\" ")?.to_owned();
     let after_request = &line[line.rfind("\" ")? + 2..];
     let status = after_request.split(' ').next()?.parse().ok()?;
     let upstream = between(line, " upstream=", " upstream_status=")?;
@@ -190,6 +193,7 @@ fn parse(line: &str) -> Option<Logged> {
         .collect::<Option<Vec<SocketAddr>>>()?;
     let request_id = line[line.rfind(" id=")? + 4..].to_owned();
     Some(Logged {
+        request,
         status,
         upstreams,
         request_id,
