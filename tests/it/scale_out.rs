@@ -692,3 +692,100 @@ async fn a_stream_through_nginx_arrives_event_by_event() {
     }
     assert_eq!(Kind::ChatStream.check(&text), Ok(()));
 }
+
+/// The Python (with PyYAML) of the conformance tests, to read the compose file; `None` (after
+/// a note) when there is none here, except under `CI=true`.
+fn python() -> Option<String> {
+    match std::env::var("QWEN2API_CONFORMANCE_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI=true requires the compose check: set QWEN2API_CONFORMANCE_PYTHON"
+            );
+            eprintln!("note: QWEN2API_CONFORMANCE_PYTHON is not set; skipping the compose check");
+            None
+        }
+    }
+}
+
+/// Docker cannot run here: the compose file is read as YAML and held to the topology the
+/// tests above run (and the single server stays as it was).
+#[test]
+fn the_compose_scale_profile_is_the_tested_topology() {
+    let Some(python) = python() else { return };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+        ])
+        .arg(format!("{root}/docker-compose.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let compose: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let services = compose["services"].as_object().unwrap();
+    let names: Vec<&str> = services.keys().map(String::as_str).collect();
+    // (serde_json keeps them sorted)
+    assert_eq!(
+        names,
+        [
+            "nginx",
+            "qwen2api",
+            "qwen2api-1",
+            "qwen2api-2",
+            "qwen2api-3",
+            "redis"
+        ]
+    );
+
+    let single = &services["qwen2api"];
+    assert_eq!(single.get("profiles"), None, "the default is unchanged");
+    assert_eq!(
+        single["environment"],
+        json!({"SERVICE_PORT": "3000", "LISTEN_ADDRESS": "0.0.0.0"})
+    );
+    assert_eq!(
+        single["volumes"],
+        json!(["./.env:/app/.env:ro", "qwen2api-data:/app/data"])
+    );
+    assert_eq!(single["ports"], json!(["${SERVICE_PORT:-3000}:3000"]));
+
+    for (name, service) in services.iter().filter(|(n, _)| *n != "qwen2api") {
+        assert_eq!(service["profiles"], json!(["scale"]), "{name}");
+    }
+    let conf = std::fs::read_to_string(format!("{root}/deploy/nginx/scale.conf")).unwrap();
+    for name in ["qwen2api-1", "qwen2api-2", "qwen2api-3"] {
+        let replica = &services[name];
+        assert_eq!(
+            replica, &services["qwen2api-1"],
+            "{name} is the same replica"
+        );
+        let env = &replica["environment"];
+        assert_eq!(env["DATA_SAVE_MODE"], "redis");
+        assert_eq!(env["REDIS_URL"], "redis://redis:6379/");
+        // nginx reaches each replica at the port it listens on.
+        let upstream = format!("server {name}:{} ", env["SERVICE_PORT"].as_str().unwrap());
+        assert_eq!(conf.matches(&upstream).count(), 2, "{upstream}");
+        assert_eq!(
+            replica["volumes"],
+            json!(["./.env:/app/.env:ro", "qwen2api-scale-data:/app/data"])
+        );
+        assert_eq!(
+            replica["depends_on"]["redis"]["condition"],
+            "service_healthy"
+        );
+    }
+    let nginx = &services["nginx"];
+    assert_eq!(
+        nginx["volumes"],
+        json!(["./deploy/nginx/scale.conf:/etc/nginx/conf.d/default.conf:ro"])
+    );
+    assert_eq!(nginx["ports"], json!(["${SERVICE_PORT:-3000}:80"]));
+    assert!(conf.contains("listen 80;"));
+}
