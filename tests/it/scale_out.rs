@@ -141,22 +141,24 @@ impl Cluster {
         (resp.status().as_u16(), resp.json().await.unwrap())
     }
 
-    /// The replicas (by index) that served the logged requests for `path`, in order.
-    fn served_path(&self, path: &str) -> Vec<usize> {
+    /// The replicas (by index) that served the `n` requests for `path`, in order.
+    async fn served_path(&self, path: &str, n: usize) -> Vec<usize> {
+        let line = format!(" {path} ");
         self.nginx
-            .access_log()
+            .logged(n, |l| l.request.contains(&line))
+            .await
             .iter()
-            .filter(|l| l.request.contains(&format!(" {path} ")))
             .map(|l| self.index_of(l.served_by().expect("a replica answered")))
             .collect()
     }
 
-    /// The replica that served each request whose id starts with `prefix`, by index.
-    fn served(&self, prefix: &str) -> Vec<(String, usize, usize)> {
+    /// The replica that served each of the `n` requests whose ids start with `prefix`, by
+    /// index, and how many replicas nginx tried for it.
+    async fn served(&self, prefix: &str, n: usize) -> Vec<(String, usize, usize)> {
         self.nginx
-            .access_log()
+            .logged(n, |l| l.request_id.starts_with(prefix))
+            .await
             .into_iter()
-            .filter(|l| l.request_id.starts_with(prefix))
             .map(|l| {
                 assert_eq!(l.status, 200, "{l:?}");
                 let by = self.index_of(l.served_by().expect("a replica answered"));
@@ -373,8 +375,8 @@ async fn mixed_traffic_through_nginx_loses_nothing_when_a_replica_is_stopped_wit
     );
     assert_eq!(code, Some(0), "{}", read_log(cluster.dirs[1].path()));
 
-    let first = cluster.served("p1-");
-    let second = cluster.served("p2-");
+    let first = cluster.served("p1-", 24).await;
+    let second = cluster.served("p2-", 24).await;
     assert_eq!((first.len(), second.len()), (24, 24));
     let on_stopped = first.iter().filter(|(_, by, _)| *by == 1).count();
     assert!(
@@ -434,7 +436,7 @@ async fn a_killed_replica_is_retried_by_nginx_on_another_and_no_request_fails() 
         }
     }
     assert_eq!(failures, Vec::<String>::new());
-    let served = cluster.served("k-");
+    let served = cluster.served("k-", 12).await;
     assert_eq!(served.len(), 12);
     assert!(served.iter().all(|(_, by, _)| *by != 2), "{served:?}");
     let retried = served.iter().filter(|s| s.2 > 1).count();
@@ -503,9 +505,9 @@ async fn a_key_made_on_one_replica_works_on_all_and_its_rpm_limit_holds_behind_n
     }
     let by: Vec<usize> = cluster
         .nginx
-        .access_log()
+        .logged(6, |l| l.status == 200)
+        .await
         .iter()
-        .filter(|l| l.status == 200)
         .map(|l| cluster.index_of(l.served_by().unwrap()))
         .collect();
     let mut replicas = by.clone();
@@ -612,8 +614,8 @@ async fn video_jobs_stay_with_their_replica_and_files_are_seen_by_all_behind_ngi
         assert_eq!(status, 200, "{v}");
         last = v;
     }
-    let mut by = cluster.served_path("/v1/videos");
-    by.extend(cluster.served_path(&path));
+    let mut by = cluster.served_path("/v1/videos", 1).await;
+    by.extend(cluster.served_path(&path, 6).await);
     assert_eq!(by.len(), 7);
     assert!(by.iter().all(|r| *r == by[0]), "one replica: {by:?}");
     for _ in 0..250 {
@@ -652,7 +654,7 @@ async fn video_jobs_stay_with_their_replica_and_files_are_seen_by_all_behind_ngi
         assert_eq!(status, 200, "{v}");
         assert_eq!(v["filename"], "notes.txt", "{v}");
     }
-    let mut by = cluster.served_path(&path);
+    let mut by = cluster.served_path(&path, 3).await;
     by.sort_unstable();
     assert_eq!(by, [0, 1, 2]);
 }

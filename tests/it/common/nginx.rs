@@ -170,6 +170,25 @@ impl Nginx {
         std::fs::read_to_string(self.file("error.log")).unwrap_or_default()
     }
 
+    /// The logged requests that `keep` picks, once there are at least `n` of them. nginx
+    /// writes a line after the last byte of the answer, so the client may have its answer
+    /// a moment before the line is there.
+    pub async fn logged(&self, n: usize, keep: impl Fn(&Logged) -> bool) -> Vec<Logged> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<Logged> = self.access_log().into_iter().filter(&keep).collect();
+            if lines.len() >= n {
+                return lines;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {n} requests logged: {lines:?}",
+                lines.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// Every request logged so far (a line is written when its answer has ended).
     pub fn access_log(&self) -> Vec<Logged> {
         let text = std::fs::read_to_string(self.file("access.log")).unwrap_or_default();
