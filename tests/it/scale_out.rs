@@ -1,8 +1,10 @@
 //! The scale-out profile without Docker: Redis, three real binaries (`DATA_SAVE_MODE=redis`)
 //! and nginx running the shipped `deploy/nginx/scale.conf`, all on loopback, the fake upstream
 //! behind them. Mixed traffic survives a replica stopped with SIGTERM mid-flight and one
-//! killed outright; keys, per-key limits and conversations hold across replicas. The figures
-//! (distribution, retries, drain time, latency) are printed, never asserted as timings.
+//! killed outright; keys, per-key limits and conversations hold across replicas; video jobs
+//! stay with their replica and files are seen by all; streams pass event by event. The figures
+//! (distribution, retries, drain time, latency) are printed, never asserted as timings. The
+//! compose file's `scale` profile is checked against this topology.
 //! Needs `redis-server` and `nginx`: a missing one skips these tests with a note, except with
 //! `CI=true`, where it fails them.
 
