@@ -38,6 +38,7 @@ mod prewarm;
 mod redis_replicas;
 mod reload;
 mod responses;
+mod scale_out;
 mod secrets;
 mod shutdown;
 mod soak;
