@@ -515,7 +515,7 @@ impl AccountManager {
                     let _ = self.sign_in(&a).await;
                     tokio::time::sleep(self.life.refresh_pause).await;
                 }
-                CredentialKind::Token => {
+                CredentialKind::Token | CredentialKind::Tongyi => {
                     if self.client.check_token(&a.credentials()).await.is_ok() {
                         tracing::info!(account = %a.id, "token accepted again");
                         a.set_health(Health::Active);

@@ -388,7 +388,7 @@ impl Proxy {
                         f.tried.push(l.account().id.clone());
                         Ok(l)
                     }
-                    None => f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await,
+                    None => f.lease(&this.accounts, &req.model, &req.sites, ctx.sticky_key.as_deref()).await,
                 };
                 let lease = match leased {
                     Ok(l) => l,
@@ -505,7 +505,7 @@ impl Proxy {
                         }
                         return;
                     }
-                    let answer_id;
+                    let (answer_id, answer_chat);
                     let mut sent = Some(Instant::now());
                     let mut events = match this.upstream.complete(&creds, &turn, &chat_id, &sent_uploads).await {
                         // With tools offered, calls are read out of the text here, so that
@@ -513,6 +513,7 @@ impl Proxy {
                         // client would see.
                         Ok(done) => {
                             answer_id = done.answer_id;
+                            answer_chat = done.chat_id;
                             match &reading {
                                 Some(reading) => crate::tools::answer::read_calls(reading.clone(), done.events),
                                 None => done.events,
@@ -597,6 +598,17 @@ impl Proxy {
                         }
                     }
                     metrics::request::upstream_ended();
+                    // A site that names the conversation only in its answer: that is the chat
+                    // to continue and to delete.
+                    let chat_id = match answer_chat.get() {
+                        Some(id) => {
+                            if let Some(c) = cleanup.as_mut() {
+                                c.rename(id);
+                            }
+                            id.to_owned()
+                        }
+                        None => chat_id,
+                    };
                     if keeps {
                         this.metrics.continuation_chat(continued);
                     }
@@ -687,6 +699,13 @@ impl ChatCleanup {
     /// The chat stays.
     fn disarm(&mut self) {
         self.job = None;
+    }
+
+    /// The chat to delete is `chat_id` (the upstream named it in its answer).
+    fn rename(&mut self, chat_id: &str) {
+        if let Some((_, _, id)) = self.job.as_mut() {
+            chat_id.clone_into(id);
+        }
     }
 }
 

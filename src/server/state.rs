@@ -18,8 +18,8 @@ use crate::proxy::Proxy;
 use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
-use crate::upstream::Upstream;
 use crate::upstream::qwen::{Qwen, QwenClient, Shaping};
+use crate::upstream::{Site, Sites, Upstream};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -54,7 +54,7 @@ impl AppState {
         let metrics = Metrics::new();
         let store = crate::metrics::store::counted(store, &metrics);
         let shared = s.mode == SaveMode::Redis;
-        let client: Arc<dyn Upstream> = Arc::new(Qwen::new(
+        let qwen: Arc<dyn Upstream> = Arc::new(Qwen::new(
             Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
             config.output.stream_mode,
             Shaping {
@@ -62,6 +62,8 @@ impl AppState {
                 tool_template: Arc::clone(&config.tools.prompt_template),
             },
         ));
+        // Every call goes to the upstream of its account's site (upstream/site.rs).
+        let client: Arc<dyn Upstream> = Arc::new(Sites::new(Site::Qwen, qwen));
         let accounts = AccountManager::start(
             &config.accounts,
             Arc::clone(&store),
