@@ -8,6 +8,7 @@ pub mod qwen;
 #[cfg(test)]
 pub mod scripted;
 pub mod site;
+pub mod tongyi;
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -22,7 +22,7 @@ pub enum Site {
     /// chat.qwen.ai (docs/upstream.md §1–§11).
     #[default]
     Qwen,
-    /// The domestic Tongyi / Qianwen web chat (docs/upstream.md §12).
+    /// The domestic Tongyi / Qianwen web chat (docs/upstream.md §13).
     Tongyi,
 }
 
