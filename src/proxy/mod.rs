@@ -232,39 +232,46 @@ impl Proxy {
             .map_err(PrepareError::Invalid)
     }
 
-    /// Credentials for a client to upload one file itself, made with the first usable account.
+    /// Credentials for a client to upload one file itself, made with the first usable account
+    /// whose site takes uploads.
     pub async fn upload_ticket(
         &self,
         filename: &str,
         size: u64,
         filetype: &str,
     ) -> Result<StsToken, ProxyError> {
-        let creds = self
-            .pool()
-            .first_usable()
-            .map(|a| a.credentials())
-            .ok_or(ProxyError::NoAccount)?;
-        self.upstream
-            .upload_ticket(&creds, filename, size, filetype)
-            .await
-            .map_err(ProxyError::Call)
+        let mut last = None;
+        for account in self.pool().accounts().iter().filter(|a| a.is_usable()) {
+            match self
+                .upstream
+                .upload_ticket(&account.credentials(), filename, size, filetype)
+                .await
+            {
+                Err(e @ UpstreamError::Unsupported(_)) => last = Some(e),
+                done => return done.map_err(ProxyError::Call),
+            }
+        }
+        Err(last.map_or(ProxyError::NoAccount, ProxyError::Call))
     }
 
-    /// Uploads a file with the first usable account (which fills that account's upload cache),
-    /// or does nothing when there is none.
+    /// Uploads a file with the first usable account whose site takes uploads (which fills
+    /// that account's upload cache), or does nothing when there is none.
     pub async fn upload_ahead(
         &self,
         kind: crate::conversation::MediaKind,
         blob: &crate::conversation::Blob,
     ) -> Result<Option<Uploaded>, ProxyError> {
-        let Some(account) = self.pool().first_usable() else {
-            return Ok(None);
-        };
-        self.uploader
-            .upload(&account.credentials(), Some(&account.id), kind, blob)
-            .await
-            .map(Some)
-            .map_err(ProxyError::Call)
+        for account in self.pool().accounts().iter().filter(|a| a.is_usable()) {
+            match self
+                .uploader
+                .upload(&account.credentials(), Some(&account.id), kind, blob)
+                .await
+            {
+                Err(UpstreamError::Unsupported(_)) => {}
+                done => return done.map(Some).map_err(ProxyError::Call),
+            }
+        }
+        Ok(None)
     }
 
     /// Downloads media the upstream generated, up to `limit` bytes.

@@ -177,8 +177,21 @@ async fn every_surface_streamed_and_not_answers_exactly_through_a_tongyi_account
 }
 
 #[tokio::test]
-async fn tools_work_through_a_tongyi_account() {
-    let (app, tongyi, _) = app(0, &[]).await;
+async fn tools_work_through_a_tongyi_account_and_overrides_reach_the_site() {
+    let (app, tongyi, _) = app(
+        0,
+        &[
+            (
+                "TONGYI_HEADERS_JSON",
+                r#"{"X-Platform":"pc_qianwen","x-extra":"1"}"#,
+            ),
+            (
+                "TONGYI_BODY_JSON",
+                r#"{"sessionType":"chat","userAction":null,"n":2}"#,
+            ),
+        ],
+    )
+    .await;
     tongyi.push(
         None,
         Scenario::text(
@@ -199,11 +212,16 @@ async fn tools_work_through_a_tongyi_account() {
         json!({"path": "/a.rs"})
     );
     assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
-    let prompt = tongyi.conversations()[0].body["contents"][0]["content"].clone();
-    assert!(
-        prompt.as_str().unwrap().contains("read_tool"),
-        "the tools were offered"
-    );
+    let sent = &tongyi.conversations()[0];
+    let prompt = sent.body["contents"][0]["content"].as_str().unwrap();
+    assert!(prompt.contains("read_tool"), "the tools were offered");
+    // TONGYI_HEADERS_JSON and TONGYI_BODY_JSON: set over the defaults, null removes.
+    assert_eq!(sent.header("x-platform"), Some("pc_qianwen"));
+    assert_eq!(sent.header("x-extra"), Some("1"));
+    assert_eq!(sent.body["sessionType"], "chat");
+    assert_eq!(sent.body["n"], 2);
+    assert!(sent.body.get("userAction").is_none(), "{}", sent.body);
+    assert_eq!(sent.body["action"], "next");
 }
 
 #[tokio::test]
