@@ -552,6 +552,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn models_list_the_sites_that_serve_them_and_resolve_with_them() {
+        let other = Site::Tongyi;
+        let c = Catalog::new(config(&[])).with_sites(
+            Site::Qwen,
+            vec![(other, vec!["qwen-max".into(), "QWEN3.7-plus".into()])],
+        );
+        let snap = known(c.add_sites(vec![
+            entry("qwen3.7-plus", true, true, vec![]),
+            entry("qwen3-coder-plus", false, false, vec![]),
+        ]));
+        let sites = |id: &str| c.resolve(&snap, id).map(|m| m.sites);
+        assert_eq!(sites("qwen3.7-plus"), Some(vec![Site::Qwen, other]));
+        assert_eq!(sites("qwen3-coder-plus"), Some(vec![Site::Qwen]));
+        assert_eq!(sites("qwen-max-thinking"), Some(vec![other]));
+        let owners: Vec<(String, Site)> = c
+            .list(&snap)
+            .into_iter()
+            .filter(|m| !m.id.contains("-thinking") && !m.id.contains("-search"))
+            .map(|m| (m.id, m.owner))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("qwen3.7-plus".to_owned(), Site::Qwen),
+                ("qwen3-coder-plus".to_owned(), Site::Qwen),
+                ("qwen-max".to_owned(), other),
+            ]
+        );
+    }
+
     fn catalog(simple: bool) -> (Catalog, KnownModels) {
         let c = Catalog::new(ModelsConfig {
             simple_map: simple,
