@@ -441,3 +441,36 @@ async fn qwen_2api_env_file_starts_the_binary_unchanged() {
     assert_eq!(sent[0].header("x-xsrf-token"), Some("xsrf-env"));
     assert_eq!(sent[0].body["model"], "qwen-plus");
 }
+
+#[tokio::test]
+async fn tongyi_accounts_edited_in_the_env_file_are_applied_by_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = dir.path().join(".env");
+    std::fs::write(&env, "").unwrap();
+    let env_var = env.to_str().unwrap().to_owned();
+    let (app, tongyi, _) = app(0, &[("ENV_FILE", &env_var)]).await;
+    let (cookie, xsrf) = tongyi.add_account("two");
+    std::fs::write(
+        &env,
+        format!("CN_ACCOUNT_2_COOKIE='{cookie}'\nCN_ACCOUNT_2_XSRF_TOKEN={xsrf}\n"),
+    )
+    .unwrap();
+    let resp = app.post("/api/reloadConfig").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"success": true, "data": {
+            "accounts": {"added": ["tongyi_2"], "removed": [], "updated": []},
+            "keysChanged": false,
+            "restartRequired": [],
+        }})
+    );
+    // The new account serves: round robin reaches it.
+    for _ in 0..2 {
+        let body = json!({"model": "qwen-max", "messages": [{"role": "user", "content": "hi"}]});
+        let (status, got) = post(&app, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{got}");
+    }
+    assert_eq!(tongyi.conversations_of(&xsrf).len(), 1);
+}
