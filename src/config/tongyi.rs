@@ -101,10 +101,14 @@ fn headers(src: &dyn Vars) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, Con
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
                     ConfigError::secret(VAR, format!("{FORM} (bad header name {name:?})"))
                 })?;
-            let value = value
+            let mut value = value
                 .map(|v| HeaderValue::from_str(&v))
                 .transpose()
                 .map_err(|_| ConfigError::secret(VAR, format!("{FORM} (bad value for {name})")))?;
+            // An override may carry a credential: it prints as `Sensitive` in `Debug`.
+            if let Some(v) = value.as_mut() {
+                v.set_sensitive(true);
+            }
             Ok((name, value))
         })
         .collect()
@@ -263,6 +267,10 @@ mod tests {
             headers,
             [("x-platform", Some("pc_qianwen")), ("x-a", None)],
             "names lower-cased, null kept as a removal"
+        );
+        assert!(
+            !format!("{c:?}").contains("pc_qianwen"),
+            "header overrides stay out of Debug"
         );
         assert_eq!(c.body["sessionType"], "chat");
         assert_eq!(c.base_url.as_str(), "https://api.tongyi.com/");
