@@ -15,6 +15,8 @@ const TEXT: &str = "Hello from Tongyi.";
 const THINK: &str = "Thinking it over.";
 /// A model both fakes serve (the fake chat.qwen.ai lists it; `TONGYI_MODELS` adds Tongyi).
 const SHARED: &str = "qwen3.7-plus";
+/// A 1×1 PNG.
+const PNG: &str = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
 
 /// An app whose pool holds `qwen` chat.qwen.ai accounts, then one Tongyi account (`tongyi_1`).
 async fn app(qwen: usize, vars: &[(&str, &str)]) -> (TestApp, FakeTongyi, String) {
@@ -258,6 +260,36 @@ async fn a_pool_of_both_kinds_fails_over_across_sites_where_both_serve_the_model
     assert_eq!(status, 502, "{got}");
     assert_eq!(app.fake.completions().len(), 3);
     assert_eq!(tongyi.conversations_of(&xsrf).len(), 3);
+    // An image on a model both serve: Tongyi (first in turn now) cannot take it, chat.qwen.ai
+    // does; the Tongyi account is not blamed.
+    let body = json!({"model": SHARED, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": PNG}}]}]});
+    let (status, got) = post(&app, "/v1/chat/completions", &body).await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(app.fake.completions().len(), 4);
+    assert_eq!(tongyi.conversations_of(&xsrf).len(), 3);
+    let metrics = app
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("qwen2api_failovers_total{reason=\"unsupported_by_site\"} 1"),
+        "{metrics}"
+    );
+    let health = app.get_json("/api/accountsHealth").await;
+    assert!(
+        health["data"]["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["state"] == "active"),
+        "{health}"
+    );
     // /v1/models names each model's owner.
     let models = app.get_json("/v1/models").await;
     let owner = |id: &str| {
@@ -384,10 +416,9 @@ async fn the_admin_api_adds_tongyi_accounts_and_media_is_refused_in_the_surface_
         .unwrap();
     assert_eq!(resp.status(), 400);
     // An image cannot go to Tongyi: no account left can serve it.
-    let png = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==";
     let body = json!({"model": "qwen-max", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "what is this?"},
-        {"type": "image_url", "image_url": {"url": png}}]}]});
+        {"type": "image_url", "image_url": {"url": PNG}}]}]});
     let (status, got) = post(&app, "/v1/chat/completions", &body).await;
     assert_eq!(status, 400, "{got}");
     common::assert_error_envelope(
