@@ -28,6 +28,7 @@ pub fn request(data: &[u8]) {
         must_think: false,
         media: None,
         context_tokens: None,
+        sites: Vec::new(),
     };
     let conv = crate::openai::to_conversation(&req, Vec::new(), Vec::new(), true);
     let Ok(chat) =

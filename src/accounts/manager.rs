@@ -24,6 +24,12 @@ pub enum AddAccount {
     Cookie { num: Option<String>, cookie: Secret },
     /// Signed in at once; the id is the email.
     Password { email: String, password: Secret },
+    /// A Tongyi browser cookie and its XSRF token; the id is `tongyi_<num>`.
+    Tongyi {
+        num: Option<String>,
+        cookie: Secret,
+        xsrf: Secret,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,7 +279,7 @@ impl AccountManager {
                     })?;
                 let id = match num {
                     Some(n) if !n.trim().is_empty() => format!("account_{}", n.trim()),
-                    _ => self.free_cookie_id(),
+                    _ => self.free_id("account"),
                 };
                 let cookies = raw.contains('=').then(|| Secret::new(raw));
                 record(
@@ -283,6 +289,28 @@ impl AccountManager {
                     None,
                     Some(Secret::new(token)),
                     cookies,
+                )
+            }
+            AddAccount::Tongyi { num, cookie, xsrf } => {
+                let (c, x) = (cookie.expose().trim(), xsrf.expose().trim());
+                if !c.contains('=') || x.is_empty() || x.contains([';', '=', ' ']) {
+                    return Err(ManagerError::Invalid(
+                        "a Tongyi account needs the browser cookie (name=value pairs) and its \
+                         XSRF token"
+                            .into(),
+                    ));
+                }
+                let id = match num {
+                    Some(n) if !n.trim().is_empty() => format!("tongyi_{}", n.trim()),
+                    _ => self.free_id("tongyi"),
+                };
+                record(
+                    id,
+                    CredentialKind::Tongyi,
+                    None,
+                    None,
+                    Some(Secret::new(x)),
+                    Some(Secret::new(c)),
                 )
             }
             AddAccount::Password { email, password } => {
@@ -326,10 +354,10 @@ impl AccountManager {
         Ok(account)
     }
 
-    fn free_cookie_id(&self) -> String {
+    fn free_id(&self, prefix: &str) -> String {
         // Among n + 1 candidates at least one is free.
         (1..=self.pool.accounts().len() + 1)
-            .map(|n| format!("account_{n}"))
+            .map(|n| format!("{prefix}_{n}"))
             .find(|id| self.pool.get(id).is_none())
             .unwrap_or_default()
     }
@@ -408,9 +436,11 @@ impl AccountManager {
             }
             if let Some(a) = current.get(&rec.id).filter(|a| a.origin == Origin::Env) {
                 if old.as_ref() != Some(&rec) {
-                    let new_login = old
-                        .as_ref()
-                        .is_none_or(|o| o.token != rec.token || o.password != rec.password);
+                    let new_login = old.as_ref().is_none_or(|o| {
+                        o.token != rec.token
+                            || o.password != rec.password
+                            || o.cookies != rec.cookies
+                    });
                     a.update_login(&rec);
                     if new_login {
                         // New credentials deserve a new chance (a failed sign-in disables again).
@@ -515,7 +545,7 @@ impl AccountManager {
                     let _ = self.sign_in(&a).await;
                     tokio::time::sleep(self.life.refresh_pause).await;
                 }
-                CredentialKind::Token => {
+                CredentialKind::Token | CredentialKind::Tongyi => {
                     if self.client.check_token(&a.credentials()).await.is_ok() {
                         tracing::info!(account = %a.id, "token accepted again");
                         a.set_health(Health::Active);
@@ -621,6 +651,14 @@ fn spec_record(spec: &AccountSpec) -> AccountRecord {
             None,
             Some(token.clone()),
             cookies.clone(),
+        ),
+        AccountCredential::Tongyi { cookie, xsrf } => record(
+            spec.id.clone(),
+            CredentialKind::Tongyi,
+            None,
+            None,
+            Some(xsrf.clone()),
+            Some(cookie.clone()),
         ),
     };
     rec.proxy = spec.proxy.as_ref().map(|p| p.as_str().to_owned());

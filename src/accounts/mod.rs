@@ -100,6 +100,7 @@ impl Account {
                     token,
                     cookies: rec.cookies.clone(),
                     proxy: rec.proxy.clone(),
+                    site: rec.kind.site(),
                 },
             }),
             health: Mutex::new(HealthCell {
@@ -146,6 +147,11 @@ impl Account {
             origin: self.origin,
             created_at: self.created_at,
         }
+    }
+
+    /// The web chat the account belongs to.
+    pub fn site(&self) -> crate::upstream::Site {
+        self.kind.site()
     }
 
     /// False until a password account has signed in.
@@ -324,6 +330,7 @@ impl Account {
             UpstreamError::ContentFilter(_)
                 | UpstreamError::NotFound(_)
                 | UpstreamError::Rejected(_)
+                | UpstreamError::Unsupported(_)
         );
         if !request_fault {
             c.failures = c.failures.saturating_add(1);
@@ -333,6 +340,7 @@ impl Account {
                 reason: match self.kind {
                     CredentialKind::Token => "token_expired".to_owned(),
                     CredentialKind::Password => "token_rejected".to_owned(),
+                    CredentialKind::Tongyi => TONGYI_LOGGED_OUT.to_owned(),
                 },
             }),
             UpstreamError::RateLimited { retry_after, .. } => {
@@ -356,7 +364,8 @@ impl Account {
             | UpstreamError::Challenge(_)
             | UpstreamError::ContentFilter(_)
             | UpstreamError::NotFound(_)
-            | UpstreamError::Rejected(_) => None,
+            | UpstreamError::Rejected(_)
+            | UpstreamError::Unsupported(_) => None,
         };
         let Some(next) = next else {
             return false;
@@ -379,6 +388,10 @@ impl Account {
         self.cell().last_used = Some(SystemTime::now());
     }
 }
+
+/// Why a Tongyi account whose cookie was refused is disabled.
+pub const TONGYI_LOGGED_OUT: &str = "cookie expired or logged out; the server cannot refresh \
+                                     Tongyi cookies: paste a new cookie";
 
 fn cooling(d: Duration, reason: &str) -> Health {
     Health::Cooling {

@@ -51,13 +51,18 @@ impl From<StoreError> for AppError {
 
 #[derive(Deserialize, ToSchema)]
 pub struct AddBody {
+    /// `"tongyi"` for a Tongyi account (`cookie` and `xsrfToken`); else a chat.qwen.ai one.
+    kind: Option<String>,
     num: Option<Value>,
     cookie: Option<String>,
+    #[serde(alias = "xsrf_token", rename = "xsrfToken")]
+    xsrf_token: Option<String>,
     email: Option<String>,
     password: Option<String>,
 }
 
-/// Adds an account: `{"num","cookie"}` or `{"email","password"}`.
+/// Adds an account: `{"num","cookie"}` or `{"email","password"}`, or a Tongyi account
+/// `{"kind":"tongyi","num","cookie","xsrfToken"}`.
 #[utoipa::path(
     post,
     path = "/api/addAccount",
@@ -72,16 +77,44 @@ pub async fn add_account(
     State(state): State<AppState>,
     AppJson(body): AppJson<AddBody>,
 ) -> Result<Json<Value>, AppError> {
+    let num_text = |n: Value| match n {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
     let req = match body {
+        AddBody {
+            kind: Some(kind), ..
+        } if kind != "tongyi" && kind != "qwen" => {
+            return Err(AppError::BadRequest {
+                message: format!("kind must be \"qwen\" or \"tongyi\", not {kind:?}"),
+                code: "invalid_value",
+            });
+        }
+        AddBody {
+            kind: Some(kind),
+            cookie: Some(cookie),
+            xsrf_token: Some(xsrf),
+            num,
+            ..
+        } if kind == "tongyi" => AddAccount::Tongyi {
+            num: num.map(num_text),
+            cookie: Secret::new(cookie),
+            xsrf: Secret::new(xsrf),
+        },
+        AddBody {
+            kind: Some(kind), ..
+        } if kind == "tongyi" => {
+            return Err(AppError::BadRequest {
+                message: "a Tongyi account needs \"cookie\" and \"xsrfToken\"".into(),
+                code: "invalid_value",
+            });
+        }
         AddBody {
             cookie: Some(cookie),
             num,
             ..
         } => AddAccount::Cookie {
-            num: num.map(|n| match n {
-                Value::String(s) => s,
-                other => other.to_string(),
-            }),
+            num: num.map(num_text),
             cookie: Secret::new(cookie),
         },
         AddBody {
@@ -149,6 +182,7 @@ pub async fn accounts_health(State(state): State<AppState>) -> Json<Value> {
                 "coolingUntil": status.until_ms.map(iso_ms),
                 "tokenExpiresAt": a.token_expires_at().map(|s| iso_ms(s * 1000)),
                 "kind": a.kind,
+                "site": a.site(),
                 "source": a.origin,
                 "proxy": a.credentials().proxy.as_deref().map(crate::config::mask_url_password),
                 "inflight": a.inflight(),

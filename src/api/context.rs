@@ -83,6 +83,7 @@ mod tests {
             must_think: false,
             media: None,
             context_tokens: Some(1000),
+            sites: Vec::new(),
         };
         assert!(anthropic(&model, 1100).is_ok());
         let e = anthropic(&model, 1101).unwrap_err();

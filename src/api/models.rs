@@ -105,6 +105,6 @@ async fn listed(state: &AppState) -> impl Iterator<Item = ModelObject> {
         id: m.id,
         object: "model",
         created: m.created,
-        owned_by: "qwen",
+        owned_by: m.owner.as_str(),
     })
 }

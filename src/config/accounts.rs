@@ -21,6 +21,8 @@ pub enum AccountCredential {
         token: Secret,
         cookies: Option<Secret>,
     },
+    /// A Tongyi browser cookie and its XSRF token (config/tongyi.rs).
+    Tongyi { cookie: Secret, xsrf: Secret },
 }
 
 pub fn from_vars(src: &dyn Vars) -> Result<Vec<AccountSpec>, ConfigError> {

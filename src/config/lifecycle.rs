@@ -132,12 +132,34 @@ pub fn pacing(src: &dyn Vars) -> Result<Pacing, ConfigError> {
 }
 
 fn model_accounts(src: &dyn Vars) -> Result<BTreeMap<String, Vec<String>>, ConfigError> {
+    // Qwen-2api names its accounts by number (`{"qwen-max":[1,2]}`): the Tongyi account
+    // `CN_ACCOUNT_<n>_…` (config/tongyi.rs).
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Named {
+        Id(String),
+        Number(usize),
+    }
     const FORM: &str =
         r#"a JSON object of model ids to lists of account ids, e.g. {"qwen3.8-max":["a@b.c"]}"#;
     let Some(raw) = src.get("MODEL_TO_ACCOUNT_MAP") else {
         return Ok(BTreeMap::new());
     };
-    serde_json::from_str(&raw).map_err(|_| ConfigError::invalid("MODEL_TO_ACCOUNT_MAP", FORM, &raw))
+    let map: BTreeMap<String, Vec<Named>> = serde_json::from_str(&raw)
+        .map_err(|_| ConfigError::invalid("MODEL_TO_ACCOUNT_MAP", FORM, &raw))?;
+    Ok(map
+        .into_iter()
+        .map(|(model, ids)| {
+            let ids = ids
+                .into_iter()
+                .map(|n| match n {
+                    Named::Id(id) => id,
+                    Named::Number(n) => super::tongyi::account_id(n),
+                })
+                .collect();
+            (model, ids)
+        })
+        .collect())
 }
 
 /// The `.env` file that is loaded at start and watched for changes.

@@ -8,6 +8,7 @@ mod media;
 pub mod parse;
 mod secret;
 mod server;
+mod tongyi;
 mod tools;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ pub use media::MediaConfig;
 pub use parse::Vars;
 pub use secret::{ProxyUrl, Secret, mask_url_password};
 pub use server::{CorsOrigins, ServerConfig};
+pub use tongyi::TongyiConfig;
 pub use tools::ToolsConfig;
 
 use parse::{bool_or, choice_or, positive_seconds_or, seconds_or, uint_or};
@@ -74,6 +76,8 @@ pub struct Config {
     pub keys: KeysConfig,
     pub accounts: Vec<AccountSpec>,
     pub upstream: UpstreamConfig,
+    /// The Tongyi web chat (docs/upstream.md §12).
+    pub tongyi: TongyiConfig,
     pub output: OutputConfig,
     pub models: ModelsConfig,
     pub pool: PoolConfig,
@@ -232,7 +236,8 @@ impl Config {
         let listen = listen_addr(src)?;
         let auth_mode = lifecycle::auth_mode(src)?;
         let keys = keys(src, auth_mode)?;
-        let accounts = accounts::from_vars(src)?;
+        let mut accounts = accounts::from_vars(src)?;
+        accounts.extend(tongyi::accounts(src)?);
         let reasoning_format = if bool_or(src, "OUTPUT_THINK", true)? {
             choice_or(
                 src,
@@ -290,6 +295,7 @@ impl Config {
             keys,
             accounts,
             upstream: upstream(src)?,
+            tongyi: tongyi::tongyi(src)?,
             output,
             models,
             pool,
@@ -315,7 +321,11 @@ impl Config {
 }
 
 fn listen_addr(src: &dyn Vars) -> Result<SocketAddr, ConfigError> {
-    let port = uint_or(src, "SERVICE_PORT", 3000u16, 0)?;
+    // `LISTEN_PORT` is Qwen-2api's name.
+    let (var, _) = src
+        .first(&["SERVICE_PORT", "LISTEN_PORT"])
+        .unwrap_or(("SERVICE_PORT", String::new()));
+    let port = uint_or(src, var, 3000u16, 0)?;
     let host = src
         .get("LISTEN_ADDRESS")
         .unwrap_or_else(|| "0.0.0.0".to_owned());
@@ -333,9 +343,10 @@ fn listen_addr(src: &dyn Vars) -> Result<SocketAddr, ConfigError> {
 }
 
 fn keys(src: &dyn Vars, mode: AuthMode) -> Result<KeysConfig, ConfigError> {
+    // `API_MASTER_KEY` is Qwen-2api's name.
     let api_keys: Vec<Secret> = src
-        .get("API_KEY")
-        .map(|v| parse::list(&v).into_iter().map(Secret::new).collect())
+        .first(&["API_KEY", "API_MASTER_KEY"])
+        .map(|(_, v)| parse::list(&v).into_iter().map(Secret::new).collect())
         .unwrap_or_default();
     let admin = src.get("ADMIN_KEY").map(Secret::new);
     if api_keys.is_empty() && admin.is_none() && mode == AuthMode::Keys {

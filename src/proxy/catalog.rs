@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ModelsConfig;
 use crate::conversation::ChatType;
-use crate::upstream::{ResolvedModel, UpstreamError, UpstreamModel};
+use crate::upstream::{ResolvedModel, Site, UpstreamError, UpstreamModel};
 
 /// How long a fallback list is kept before the upstream is asked again.
 const FALLBACK_RETRY: Duration = Duration::from_secs(60);
@@ -53,6 +53,8 @@ pub struct ModelEntry {
     pub media: Vec<ChatType>,
     /// Its context length in tokens, when the list gives one.
     pub context: Option<u64>,
+    /// The sites that serve it (filled in when the list is made; empty: any).
+    pub sites: Vec<Site>,
 }
 
 impl ModelEntry {
@@ -81,6 +83,7 @@ impl From<&UpstreamModel> for ModelEntry {
                 .filter(|t| t.feature().is_some())
                 .collect(),
             context: m.context_length(),
+            sites: Vec::new(),
         }
     }
 }
@@ -100,6 +103,8 @@ pub struct ListedModel {
     pub id: String,
     /// Unix seconds, as the upstream gives it (0 for an alias).
     pub created: u64,
+    /// The site that serves it (the first, when several do).
+    pub owner: Site,
 }
 
 pub struct Catalog {
@@ -112,6 +117,10 @@ pub struct Catalog {
     fallback_without_account: AtomicBool,
     /// A Claude override missing from the upstream list has been logged.
     warned_override: AtomicBool,
+    /// The site whose model list is fetched (and whose models an id passed through is for).
+    fetched_from: Site,
+    /// Models other sites serve, from the configuration (they publish no list).
+    configured: Vec<(Site, Vec<String>)>,
 }
 
 impl Catalog {
@@ -122,7 +131,47 @@ impl Catalog {
             refreshing: tokio::sync::Mutex::new(()),
             fallback_without_account: AtomicBool::new(false),
             warned_override: AtomicBool::new(false),
+            fetched_from: Site::default(),
+            configured: Vec::new(),
         }
+    }
+
+    /// The site the list is fetched from, and the configured models of the others: each
+    /// model lists the sites that serve it (a fetched one may be served by another site too).
+    #[must_use]
+    pub fn with_sites(mut self, fetched_from: Site, configured: Vec<(Site, Vec<String>)>) -> Self {
+        self.fetched_from = fetched_from;
+        self.configured = configured;
+        self
+    }
+
+    /// Marks the fetched models with their site and adds the configured ones.
+    fn add_sites(&self, mut models: Vec<ModelEntry>) -> Vec<ModelEntry> {
+        for m in &mut models {
+            if m.sites.is_empty() {
+                m.sites.push(self.fetched_from);
+            }
+        }
+        for (site, ids) in &self.configured {
+            for id in ids {
+                match models.iter_mut().find(|m| m.id.eq_ignore_ascii_case(id)) {
+                    Some(m) if !m.sites.contains(site) => m.sites.push(*site),
+                    Some(_) => {}
+                    None => models.push(ModelEntry {
+                        id: id.clone(),
+                        created: 0,
+                        can_think: true,
+                        can_search: true,
+                        must_think: false,
+                        chat: true,
+                        media: Vec::new(),
+                        context: None,
+                        sites: vec![*site],
+                    }),
+                }
+            }
+        }
+        models
     }
 
     fn fresh(&self, with_account: bool) -> Option<Arc<KnownModels>> {
@@ -162,7 +211,7 @@ impl Catalog {
             .store(fetched.is_err() && !with_account, Ordering::Relaxed);
         let snap = match fetched {
             Ok(list) if !list.is_empty() => KnownModels {
-                models: list.iter().map(ModelEntry::from).collect(),
+                models: self.add_sites(list.iter().map(ModelEntry::from).collect()),
                 fetched: Instant::now(),
                 fallback: false,
             },
@@ -181,7 +230,7 @@ impl Catalog {
                 }
                 tracing::warn!(error = %why, "cannot fetch the upstream model list; serving the built-in list");
                 KnownModels {
-                    models: fallback(),
+                    models: self.add_sites(fallback()),
                     fetched: Instant::now(),
                     fallback: true,
                 }
@@ -196,25 +245,29 @@ impl Catalog {
     /// pattern names no single id to list).
     pub fn list(&self, snap: &KnownModels) -> Vec<ListedModel> {
         let mut out = Vec::new();
-        let mut push = |id: String, created: u64| out.push(ListedModel { id, created });
+        let fetched = self.fetched_from;
+        let mut push = |id: String, created: u64, owner: Site| {
+            out.push(ListedModel { id, created, owner });
+        };
         for m in &snap.models {
-            push(m.id.clone(), m.created);
+            let owner = m.sites.first().copied().unwrap_or(fetched);
+            push(m.id.clone(), m.created, owner);
             if self.cfg.simple_map {
                 continue;
             }
             for (suffix, think, search) in SUFFIXES.iter().rev() {
                 if (!think || m.can_think) && (!search || m.can_search) {
-                    push(format!("{}{suffix}", m.id), m.created);
+                    push(format!("{}{suffix}", m.id), m.created, owner);
                 }
             }
             for (suffix, t) in LISTED_MEDIA_SUFFIXES {
                 if m.supports(*t) {
-                    push(format!("{}{suffix}", m.id), m.created);
+                    push(format!("{}{suffix}", m.id), m.created, owner);
                 }
             }
         }
         for alias in self.cfg.aliases.listed() {
-            push(alias.to_owned(), 0);
+            push(alias.to_owned(), 0, fetched);
         }
         out
     }
@@ -313,6 +366,7 @@ impl Catalog {
                     must_think: text && m.must_think,
                     media: v.media,
                     context_tokens: m.context,
+                    sites: m.sites.clone(),
                 })
             }
             None if (snap.fallback || configured_by.is_some()) && !base.is_empty() => {
@@ -333,6 +387,7 @@ impl Catalog {
                     must_think: false,
                     media: v.media,
                     context_tokens: None,
+                    sites: vec![self.fetched_from],
                 })
             }
             None => None,
@@ -444,6 +499,7 @@ fn fallback() -> Vec<ModelEntry> {
         chat: true,
         media: vec![ChatType::Image, ChatType::ImageEdit, ChatType::Video],
         context: None,
+        sites: Vec::new(),
     };
     vec![
         entry("qwen3.7-plus", true, true, false),
@@ -470,6 +526,7 @@ mod tests {
             chat: true,
             media,
             context: None,
+            sites: Vec::new(),
         }
     }
 
@@ -493,6 +550,37 @@ mod tests {
             fetched: Instant::now(),
             fallback: false,
         }
+    }
+
+    #[test]
+    fn models_list_the_sites_that_serve_them_and_resolve_with_them() {
+        let other = Site::Tongyi;
+        let c = Catalog::new(config(&[])).with_sites(
+            Site::Qwen,
+            vec![(other, vec!["qwen-max".into(), "QWEN3.7-plus".into()])],
+        );
+        let snap = known(c.add_sites(vec![
+            entry("qwen3.7-plus", true, true, vec![]),
+            entry("qwen3-coder-plus", false, false, vec![]),
+        ]));
+        let sites = |id: &str| c.resolve(&snap, id).map(|m| m.sites);
+        assert_eq!(sites("qwen3.7-plus"), Some(vec![Site::Qwen, other]));
+        assert_eq!(sites("qwen3-coder-plus"), Some(vec![Site::Qwen]));
+        assert_eq!(sites("qwen-max-thinking"), Some(vec![other]));
+        let owners: Vec<(String, Site)> = c
+            .list(&snap)
+            .into_iter()
+            .filter(|m| !m.id.contains("-thinking") && !m.id.contains("-search"))
+            .map(|m| (m.id, m.owner))
+            .collect();
+        assert_eq!(
+            owners,
+            [
+                ("qwen3.7-plus".to_owned(), Site::Qwen),
+                ("qwen3-coder-plus".to_owned(), Site::Qwen),
+                ("qwen-max".to_owned(), other),
+            ]
+        );
     }
 
     fn catalog(simple: bool) -> (Catalog, KnownModels) {

@@ -9,7 +9,7 @@ use crate::accounts::{Account, AccountManager, Health, Lease, Pool, Unavailable}
 use crate::config::Secret;
 use crate::conversation::{Feature, TokenUsage};
 use crate::metrics::Metrics;
-use crate::upstream::UpstreamError;
+use crate::upstream::{Site, UpstreamError};
 
 /// Failover bookkeeping for one request: which accounts were tried and what went wrong.
 pub(super) struct Failover {
@@ -63,8 +63,11 @@ impl Failover {
         &mut self,
         accounts: &AccountManager,
         model: &str,
+        sites: &[Site],
         sticky: Option<&str>,
     ) -> Result<Lease, ProxyError> {
+        // Only accounts of a site that serves the model (none named: any site).
+        let off_site = |a: &Account| !sites.is_empty() && !sites.contains(&a.site());
         if let Some(own) = &self.passthrough {
             if self.tried.is_empty() {
                 self.tried.push(own.id.clone());
@@ -75,7 +78,7 @@ impl Failover {
         if let Some(account) = self.sign_in_again.take() {
             self.tried.push(account.id.clone());
             if accounts.sign_in(&account).await.is_ok() {
-                let others = |a: &Account| a.id != account.id;
+                let others = |a: &Account| a.id != account.id && !off_site(a);
                 if let Ok(l) = accounts.lease(model, sticky, &others).await {
                     self.count_failover();
                     return Ok(l);
@@ -88,6 +91,7 @@ impl Failover {
         let (tried, challenged, feature) = (&self.tried, &self.challenged, self.feature);
         let skip = |a: &Account| {
             tried.contains(&a.id)
+                || off_site(a)
                 || challenged.iter().any(|p| *p == a.credentials().proxy)
                 || feature.is_some_and(|f| a.feature_cooling(f).is_some())
         };

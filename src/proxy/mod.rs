@@ -232,39 +232,46 @@ impl Proxy {
             .map_err(PrepareError::Invalid)
     }
 
-    /// Credentials for a client to upload one file itself, made with the first usable account.
+    /// Credentials for a client to upload one file itself, made with the first usable account
+    /// whose site takes uploads.
     pub async fn upload_ticket(
         &self,
         filename: &str,
         size: u64,
         filetype: &str,
     ) -> Result<StsToken, ProxyError> {
-        let creds = self
-            .pool()
-            .first_usable()
-            .map(|a| a.credentials())
-            .ok_or(ProxyError::NoAccount)?;
-        self.upstream
-            .upload_ticket(&creds, filename, size, filetype)
-            .await
-            .map_err(ProxyError::Call)
+        let mut last = None;
+        for account in self.pool().accounts().iter().filter(|a| a.is_usable()) {
+            match self
+                .upstream
+                .upload_ticket(&account.credentials(), filename, size, filetype)
+                .await
+            {
+                Err(e @ UpstreamError::Unsupported(_)) => last = Some(e),
+                done => return done.map_err(ProxyError::Call),
+            }
+        }
+        Err(last.map_or(ProxyError::NoAccount, ProxyError::Call))
     }
 
-    /// Uploads a file with the first usable account (which fills that account's upload cache),
-    /// or does nothing when there is none.
+    /// Uploads a file with the first usable account whose site takes uploads (which fills
+    /// that account's upload cache), or does nothing when there is none.
     pub async fn upload_ahead(
         &self,
         kind: crate::conversation::MediaKind,
         blob: &crate::conversation::Blob,
     ) -> Result<Option<Uploaded>, ProxyError> {
-        let Some(account) = self.pool().first_usable() else {
-            return Ok(None);
-        };
-        self.uploader
-            .upload(&account.credentials(), Some(&account.id), kind, blob)
-            .await
-            .map(Some)
-            .map_err(ProxyError::Call)
+        for account in self.pool().accounts().iter().filter(|a| a.is_usable()) {
+            match self
+                .uploader
+                .upload(&account.credentials(), Some(&account.id), kind, blob)
+                .await
+            {
+                Err(UpstreamError::Unsupported(_)) => {}
+                done => return done.map(Some).map_err(ProxyError::Call),
+            }
+        }
+        Ok(None)
     }
 
     /// Downloads media the upstream generated, up to `limit` bytes.
@@ -391,7 +398,7 @@ impl Proxy {
                         f.tried.push(l.account().id.clone());
                         Ok(l)
                     }
-                    None => f.lease(&this.accounts, &req.model, ctx.sticky_key.as_deref()).await,
+                    None => f.lease(&this.accounts, &req.model, &req.sites, ctx.sticky_key.as_deref()).await,
                 };
                 let lease = match leased {
                     Ok(l) => l,
@@ -520,7 +527,7 @@ impl Proxy {
                         }
                         return;
                     }
-                    let answer_id;
+                    let (answer_id, answer_chat);
                     let mut sent = Some(Instant::now());
                     let mut events = match this.upstream.complete(&creds, &turn, &chat_id, &sent_uploads).await {
                         // With tools offered, calls are read out of the text here, so that
@@ -528,6 +535,7 @@ impl Proxy {
                         // client would see.
                         Ok(done) => {
                             answer_id = done.answer_id;
+                            answer_chat = done.chat_id;
                             match &reading {
                                 Some(reading) => crate::tools::answer::read_calls(reading.clone(), done.events),
                                 None => done.events,
@@ -620,6 +628,17 @@ impl Proxy {
                     }
                     metrics::request::upstream_ended();
                     attempt.record("outcome", "answered");
+                    // A site that names the conversation only in its answer: that is the chat
+                    // to continue and to delete.
+                    let chat_id = match answer_chat.get() {
+                        Some(id) => {
+                            if let Some(c) = cleanup.as_mut() {
+                                c.rename(id);
+                            }
+                            id.to_owned()
+                        }
+                        None => chat_id,
+                    };
                     if keeps {
                         this.metrics.continuation_chat(continued);
                     }
@@ -716,6 +735,13 @@ impl ChatCleanup {
     /// The chat stays.
     fn disarm(&mut self) {
         self.job = None;
+    }
+
+    /// The chat to delete is `chat_id` (the upstream named it in its answer).
+    fn rename(&mut self, chat_id: &str) {
+        if let Some((_, _, id)) = self.job.as_mut() {
+            chat_id.clone_into(id);
+        }
     }
 }
 

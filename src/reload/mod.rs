@@ -15,14 +15,22 @@ use crate::accounts::ReloadReport;
 use crate::config::{Config, ConfigError};
 use crate::server::AppState;
 
-/// The variables a reload applies; any other change needs a restart.
+/// The variables a reload applies (and `CN_ACCOUNT_<n>_…`, see [`hot`]); any other change
+/// needs a restart.
 const HOT: &[&str] = &[
     "API_KEY",
+    "API_MASTER_KEY",
     "ADMIN_KEY",
     "ACCOUNTS",
     "QWEN_COOKIES",
     "QWEN_AUTH_TOKEN",
+    "TONGYI_ACCOUNTS",
 ];
+
+/// Whether a reload applies a change of `var`.
+fn hot(var: &str) -> bool {
+    HOT.contains(&var) || var.starts_with("CN_ACCOUNT_")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -207,7 +215,9 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
         }
     });
     let (config, changed) = reloader.apply(raw, &file.unwrap_or_default())?;
-    let keys_changed = changed.iter().any(|c| c == "API_KEY" || c == "ADMIN_KEY");
+    let keys_changed = changed
+        .iter()
+        .any(|c| matches!(c.as_str(), "API_KEY" | "API_MASTER_KEY" | "ADMIN_KEY"));
     if keys_changed {
         state.keys().set_env(&config.keys);
     }
@@ -226,7 +236,7 @@ pub async fn reload(state: &AppState) -> Result<ReloadOutcome, ReloadError> {
     }
     let restart_required: Vec<String> = changed
         .into_iter()
-        .filter(|c| !HOT.contains(&c.as_str()) && c != "ENV_FILE")
+        .filter(|c| !hot(c) && c != "ENV_FILE")
         .collect();
     tracing::info!(
         added = ?report.added, removed = ?report.removed, updated = ?report.updated,

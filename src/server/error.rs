@@ -426,6 +426,13 @@ fn render_upstream(e: &UpstreamError, retry_after: Option<Duration>) -> Rendered
             "server_error",
             "The upstream failed (error, timeout or broken connection); retry later.",
         ),
+        UpstreamError::Unsupported(_) => (
+            S::BAD_REQUEST,
+            "invalid_request_error",
+            "No account able to serve this request is available: the web chat of the accounts \
+             left does not support it (e.g. images, files or media generation on a Tongyi \
+             account).",
+        ),
     };
     let mut r = Rendered::new(status, kind, upstream_code(e), message.to_owned());
     if let Some(d) = retry_after.filter(|_| status == S::TOO_MANY_REQUESTS) {
@@ -458,6 +465,7 @@ fn upstream_code(e: &UpstreamError) -> &'static str {
         UpstreamError::ChatInProgress | UpstreamError::Transient(_) => "upstream_error",
         UpstreamError::NotFound(_) => "upstream_not_found",
         UpstreamError::Rejected(_) => "upstream_rejected",
+        UpstreamError::Unsupported(_) => "unsupported_by_site",
     }
 }
 

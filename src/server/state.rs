@@ -18,8 +18,9 @@ use crate::proxy::Proxy;
 use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
-use crate::upstream::Upstream;
 use crate::upstream::qwen::{Qwen, QwenClient, Shaping};
+use crate::upstream::tongyi::Tongyi;
+use crate::upstream::{Site, Sites, Upstream};
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -35,6 +36,43 @@ struct Inner {
     fetcher: Option<RemoteFetcher>,
     videos: VideoJobs,
     metrics: Arc<Metrics>,
+}
+
+/// Every site's upstream behind one door: each call goes to its account's site
+/// (upstream/site.rs).
+fn upstreams(config: &Config) -> Arc<dyn Upstream> {
+    let qwen: Arc<dyn Upstream> = Arc::new(Qwen::new(
+        Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
+        config.output.stream_mode,
+        Shaping {
+            prompt_file_threshold: config.media.prompt_file_threshold,
+            tool_template: Arc::clone(&config.tools.prompt_template),
+        },
+    ));
+    let tongyi: Arc<dyn Upstream> = Arc::new(Tongyi::new(
+        Arc::new(config.tongyi.clone()),
+        &config.upstream,
+        Shaping {
+            prompt_file_threshold: 0,
+            tool_template: Arc::clone(&config.tools.prompt_template),
+        },
+    ));
+    Arc::new(Sites::new(Site::Qwen, qwen).with(Site::Tongyi, tongyi))
+}
+
+/// Tongyi publishes no model list: the configured one is served while a Tongyi account exists
+/// at start, or when it was configured explicitly (`TONGYI_MODELS`).
+fn tongyi_models(config: &Config, accounts: &AccountManager) -> Vec<String> {
+    let present = accounts
+        .pool()
+        .accounts()
+        .iter()
+        .any(|a| a.site() == Site::Tongyi);
+    if config.tongyi.models_configured || present {
+        config.tongyi.models.clone()
+    } else {
+        Vec::new()
+    }
 }
 
 impl AppState {
@@ -54,14 +92,7 @@ impl AppState {
         let metrics = Metrics::new();
         let store = crate::metrics::store::counted(store, &metrics);
         let shared = s.mode == SaveMode::Redis;
-        let client: Arc<dyn Upstream> = Arc::new(Qwen::new(
-            Arc::new(QwenClient::new(Arc::new(config.upstream.clone()))),
-            config.output.stream_mode,
-            Shaping {
-                prompt_file_threshold: config.media.prompt_file_threshold,
-                tool_template: Arc::clone(&config.tools.prompt_template),
-            },
-        ));
+        let client = upstreams(&config);
         let accounts = AccountManager::start(
             &config.accounts,
             Arc::clone(&store),
@@ -92,7 +123,10 @@ impl AppState {
         let usage = UsageRecorder::new(Arc::clone(&store), Arc::clone(&metrics));
         usage.spawn_flusher(s.usage_flush);
         let limiter = Limiter::new(Arc::clone(&store), Arc::clone(&usage));
-        let catalog = Catalog::new(config.models.clone());
+        let catalog = Catalog::new(config.models.clone()).with_sites(
+            Site::Qwen,
+            vec![(Site::Tongyi, tongyi_models(&config, &accounts))],
+        );
         let uploader = crate::media::Uploader::new(Arc::clone(&client), Arc::clone(&store));
         let proxy = Arc::new(Proxy::new(
             client,

@@ -115,6 +115,19 @@ pub enum CredentialKind {
     Password,
     /// A JWT (maybe with browser cookies): cannot sign in again.
     Token,
+    /// A Tongyi browser cookie (`cookies`) and its XSRF token (`token`): cannot be refreshed
+    /// by the server.
+    Tongyi,
+}
+
+impl CredentialKind {
+    /// The web chat accounts of this kind belong to.
+    pub fn site(self) -> crate::upstream::Site {
+        match self {
+            CredentialKind::Password | CredentialKind::Token => crate::upstream::Site::Qwen,
+            CredentialKind::Tongyi => crate::upstream::Site::Tongyi,
+        }
+    }
 }
 
 /// Where an account comes from: the environment (re-applied at every start and reload; the

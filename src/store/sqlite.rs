@@ -243,6 +243,7 @@ fn kind_name(kind: CredentialKind) -> &'static str {
     match kind {
         CredentialKind::Password => "password",
         CredentialKind::Token => "token",
+        CredentialKind::Tongyi => "tongyi",
     }
 }
 
@@ -292,6 +293,7 @@ fn account_from_row(row: &Row<'_>) -> rusqlite::Result<AccountRecord> {
         kind: parse_name(row, 1, |s| match s {
             "password" => Some(CredentialKind::Password),
             "token" => Some(CredentialKind::Token),
+            "tongyi" => Some(CredentialKind::Tongyi),
             _ => None,
         })?,
         email: row.get(2)?,

@@ -33,7 +33,7 @@ pub(crate) fn account(id: &str, kind: CredentialKind, created_at: i64) -> Accoun
             origin: Origin::Runtime,
             created_at,
         },
-        CredentialKind::Token => AccountRecord {
+        CredentialKind::Token | CredentialKind::Tongyi => AccountRecord {
             id: id.to_owned(),
             kind,
             email: None,

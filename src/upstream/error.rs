@@ -39,6 +39,10 @@ pub enum UpstreamError {
     EmptyAnswer,
     #[error("the upstream stream ended after thinking, without an answer")]
     ThinkingOnly,
+    /// The account's site cannot do what was asked (e.g. media on Tongyi); an account of
+    /// another site may.
+    #[error("the account's site does not support this: {0}")]
+    Unsupported(String),
 }
 
 impl UpstreamError {
@@ -62,7 +66,8 @@ impl UpstreamError {
             | UpstreamError::Unreachable(_)
             | UpstreamError::Transient(_)
             | UpstreamError::EmptyAnswer
-            | UpstreamError::ThinkingOnly => true,
+            | UpstreamError::ThinkingOnly
+            | UpstreamError::Unsupported(_) => true,
             UpstreamError::Challenge(_)
             | UpstreamError::ContentFilter(_)
             | UpstreamError::NotFound(_)
@@ -84,6 +89,7 @@ impl UpstreamError {
             UpstreamError::Transient(_) => "transient",
             UpstreamError::EmptyAnswer => "empty_answer",
             UpstreamError::ThinkingOnly => "thinking_only",
+            UpstreamError::Unsupported(_) => "unsupported_by_site",
         }
     }
 

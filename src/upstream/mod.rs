@@ -1,11 +1,14 @@
 //! The upstream seam: `trait Upstream`, all that the proxy, accounts, prewarm and media rooms
 //! ask of a web chat; the `Turn` one request sends; the errors every upstream shares.
-//! chat.qwen.ai is the first implementation, in `qwen/`.
+//! chat.qwen.ai is the first implementation, in `qwen/`; the Tongyi web chat the second, in
+//! `tongyi/`; `site.rs` puts them behind one door.
 
 pub mod error;
 pub mod qwen;
 #[cfg(test)]
 pub mod scripted;
+pub mod site;
+pub mod tongyi;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -17,6 +20,7 @@ pub use error::UpstreamError;
 pub use qwen::files::TaskState;
 pub use qwen::oss::StsToken;
 pub use qwen::wire::UpstreamModel;
+pub use site::{Site, Sites};
 
 use crate::config::Secret;
 use crate::conversation::{self, AnswerEvent, Blob, ChatType, InvalidRequest, Media, MediaKind};
@@ -28,6 +32,8 @@ pub struct Credentials {
     /// Browser cookies to send along (their `token` is replaced by the current one).
     pub cookies: Option<Secret>,
     pub proxy: Option<String>,
+    /// The web chat the credentials belong to (calls go to its upstream).
+    pub site: Site,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -39,6 +45,7 @@ impl std::fmt::Debug for Credentials {
                 "proxy",
                 &self.proxy.as_deref().map(crate::config::mask_url_password),
             )
+            .field("site", &self.site)
             .finish()
     }
 }
@@ -69,6 +76,8 @@ pub struct ResolvedModel {
     pub media: Option<ChatType>,
     /// The model's context length in tokens, when the model list gives one.
     pub context_tokens: Option<u64>,
+    /// The sites that serve the model (empty: any).
+    pub sites: Vec<Site>,
 }
 
 /// What one request sends to a web chat, made from the conversation by the upstream's own
@@ -98,6 +107,8 @@ pub struct Turn {
     /// The answer's format (a JSON object or schema): the model is told it, and the proxy
     /// checks the answer (tools/format.rs).
     pub format: conversation::ResponseFormat,
+    /// Only accounts of these sites may run the turn (empty: any site).
+    pub sites: Vec<Site>,
 }
 
 /// The messages after a conversation's last assistant message, written as the flattened
@@ -124,6 +135,7 @@ impl Turn {
             tail: None,
             parent: None,
             format: conversation::ResponseFormat::Text,
+            sites: Vec::new(),
         }
     }
 
@@ -160,6 +172,10 @@ impl AnswerId {
 pub struct Completion {
     pub events: EventStream,
     pub answer_id: AnswerId,
+    /// The site's id of the conversation the answer landed in, once known, when the site
+    /// names it only in the answer (Tongyi opens a session with its first message); unset:
+    /// the chat the completion was sent in.
+    pub chat_id: AnswerId,
 }
 
 impl Completion {
@@ -168,6 +184,7 @@ impl Completion {
         Self {
             events,
             answer_id: AnswerId::default(),
+            chat_id: AnswerId::default(),
         }
     }
 }

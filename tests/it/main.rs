@@ -43,4 +43,5 @@ mod secrets;
 mod shutdown;
 mod soak;
 mod structured;
+mod tongyi;
 mod tools;

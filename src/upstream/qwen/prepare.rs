@@ -93,6 +93,7 @@ pub fn prepare(
         tools,
         tail,
         parent: None,
+        sites: model.sites.clone(),
         format: if chat_type.feature().is_some() {
             conversation::ResponseFormat::Text
         } else {
@@ -416,6 +417,7 @@ mod tests {
             must_think: false,
             media: Some(ChatType::ImageEdit),
             context_tokens: None,
+            sites: Vec::new(),
         };
         let r = conv(vec![text(Role::User, "make it blue")]);
         assert_eq!(
@@ -443,6 +445,7 @@ mod tests {
             must_think: false,
             media: None,
             context_tokens: None,
+            sites: Vec::new(),
         };
         let r = conv(vec![text(Role::User, &"x".repeat(100))]);
         let turn = prepare(

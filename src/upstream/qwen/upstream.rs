@@ -119,6 +119,7 @@ impl Upstream for Qwen {
         Ok(Completion {
             events: Box::pin(stream::answers(bytes, opts, answer_id.clone())),
             answer_id,
+            chat_id: AnswerId::default(),
         })
     }
 

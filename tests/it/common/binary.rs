@@ -25,16 +25,28 @@ impl Server {
     /// captured to `dir/out.log`; returns once the port accepts connections.
     pub fn start(dir: &Path, vars: &[(&str, &str)]) -> Server {
         let port = free_port();
+        Server::launch(dir, port, vars, true)
+    }
+
+    /// Like [`Server::start`], but the port is `port` and comes from the configuration in
+    /// `dir` (a `.env` that sets it): no `SERVICE_PORT` is passed.
+    pub fn start_on(dir: &Path, port: u16, vars: &[(&str, &str)]) -> Server {
+        Server::launch(dir, port, vars, false)
+    }
+
+    fn launch(dir: &Path, port: u16, vars: &[(&str, &str)], pass_port: bool) -> Server {
         let log = std::fs::File::create(dir.join("out.log")).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_qwen2api"));
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("SERVICE_PORT", port.to_string())
             .env("LISTEN_ADDRESS", "127.0.0.1")
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        if pass_port {
+            cmd.env("SERVICE_PORT", port.to_string());
+        }
         for (k, v) in vars {
             cmd.env(k, v);
         }

@@ -4,6 +4,7 @@ pub mod binary;
 pub mod fake_chats;
 pub mod fake_media;
 pub mod fake_qwen;
+pub mod fake_tongyi;
 pub mod nginx;
 pub mod qwen_sse;
 pub mod redis_server;

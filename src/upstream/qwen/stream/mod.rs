@@ -6,7 +6,7 @@ mod parser;
 use futures::{Stream, StreamExt};
 
 pub use decoder::{DecodeOptions, Decoder, Step};
-use parser::SseParser;
+pub use parser::SseParser;
 
 use crate::conversation::AnswerEvent;
 use crate::upstream::qwen::ByteStream;
