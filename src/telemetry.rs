@@ -1,7 +1,9 @@
 //! Logging: the subscriber set-up (text or JSON lines, on standard output and optionally in
 //! files rotated by size), and, in `request`, the request id and the one middleware that logs
-//! each request (and its error, once) inside a request span.
+//! each request (and its error, once) inside a request span; in `recent`, the last requests
+//! for the admin page.
 
+pub mod recent;
 mod request;
 
 pub use request::{LoggedError, RequestId, X_REQUEST_ID, log_requests, record_route, route_of};

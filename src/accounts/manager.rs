@@ -504,6 +504,33 @@ impl AccountManager {
         }
     }
 
+    /// Tests one account now, whatever its state: a password account signs in again, a token
+    /// account has its token checked (active when accepted, disabled when refused). The inner
+    /// result is the upstream's answer.
+    pub async fn retest(&self, id: &str) -> Result<Result<(), UpstreamError>, ManagerError> {
+        let account = self
+            .pool
+            .get(id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_owned()))?;
+        let outcome = match account.kind {
+            CredentialKind::Password => self.sign_in(&account).await,
+            CredentialKind::Token => {
+                let checked = self.client.check_token(&account.credentials()).await;
+                match &checked {
+                    Ok(()) => account.set_health(Health::Active),
+                    Err(UpstreamError::Auth(_)) => account.set_health(Health::Disabled {
+                        reason: "token_rejected".into(),
+                    }),
+                    Err(_) => {}
+                }
+                self.persist_status(&account);
+                checked
+            }
+        };
+        tracing::info!(account = %account.id, ok = outcome.is_ok(), "account re-tested");
+        Ok(outcome)
+    }
+
     /// Tries disabled accounts again: password accounts sign in, token accounts are checked.
     pub async fn retest_disabled(&self) {
         for a in self.pool.accounts() {

@@ -93,6 +93,7 @@ impl Failover {
         };
         match accounts.lease(model, sticky, &skip).await {
             Ok(l) => {
+                crate::metrics::request::account(&l.account().id);
                 self.tried.push(l.account().id.clone());
                 self.count_failover();
                 Ok(l)
@@ -114,6 +115,7 @@ impl Failover {
     fn count_failover(&self) {
         if let Some(last) = &self.last {
             self.metrics.failover(last.class());
+            crate::metrics::request::failed_over();
         }
     }
 
@@ -181,6 +183,7 @@ impl Failover {
         key_id: Option<&str>,
         usage: TokenUsage,
     ) {
+        crate::metrics::request::served(&account.id, usage.input, usage.output);
         if self.passthrough.is_none() {
             proxy.accounts.report_success(account);
             proxy

@@ -18,6 +18,7 @@ use crate::proxy::Proxy;
 use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
+use crate::telemetry::recent::Recent;
 use crate::upstream::Upstream;
 use crate::upstream::qwen::{Qwen, QwenClient, Shaping};
 
@@ -35,6 +36,7 @@ struct Inner {
     fetcher: Option<RemoteFetcher>,
     videos: VideoJobs,
     metrics: Arc<Metrics>,
+    recent: Arc<Recent>,
 }
 
 impl AppState {
@@ -122,6 +124,7 @@ impl AppState {
             fetcher,
             videos: VideoJobs::default(),
             metrics,
+            recent: Recent::new(),
         })))
     }
 
@@ -157,6 +160,19 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
+    }
+
+    /// The last client requests, for the admin page.
+    pub fn recent(&self) -> &Arc<Recent> {
+        &self.0.recent
+    }
+
+    /// Where each finished request is recorded (metrics, recent requests).
+    pub fn tracking(&self) -> crate::metrics::request::Tracking {
+        crate::metrics::request::Tracking {
+            metrics: Arc::clone(&self.0.metrics),
+            recent: Arc::clone(&self.0.recent),
+        }
     }
 
     pub fn videos(&self) -> &VideoJobs {
