@@ -5,6 +5,8 @@
 
 use crate::common;
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::{KEY, TestApp};
@@ -416,5 +418,94 @@ async fn the_settings_show_every_setting_and_no_secret() {
     assert_eq!(value("DATA_ENCRYPTION_KEY"), Value::Null);
     assert_eq!(value("RETRY_COUNT"), 3);
     assert_eq!(settings.len(), 59);
+    app.stop().await;
+}
+
+/// The Python that runs `conformance/admin_page.py`, or `None` (after a note) when this
+/// machine has no Python with selenium or no Chromium; under `CI=true` both are required.
+fn browser_python() -> Option<String> {
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    let python = std::env::var("QWEN2API_CONFORMANCE_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let chromium =
+        Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    match python {
+        Some(p) if chromium => Some(p),
+        _ => {
+            assert!(
+                !ci,
+                "CI=true requires the browser test: QWEN2API_CONFORMANCE_PYTHON (with selenium), \
+                 /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)"
+            );
+            eprintln!(
+                "note: no QWEN2API_CONFORMANCE_PYTHON or no /usr/bin/chromium and /usr/bin/chromedriver; \
+                 skipping the admin page in headless Chromium"
+            );
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_admin_page_in_headless_chromium() {
+    let Some(python) = browser_python() else {
+        return;
+    };
+    let (email, password) = ("browser@example.com", "pw-browser-test");
+    let fake = common::fake_qwen::FakeQwen::start().await;
+    fake.add_user(email, password);
+    let app = TestApp::spawn_with(fake, &[("ADMIN_KEY", ADMIN)]).await;
+    // target/admin-screenshots, beside target/tmp.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("admin-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/admin_page.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .env("QWEN2API_BASE", app.url(""))
+        .env("QWEN2API_ADMIN_KEY", ADMIN)
+        .env("QWEN2API_ACCOUNT_EMAIL", email)
+        .env("QWEN2API_ACCOUNT_PASSWORD", password)
+        .env("QWEN2API_SCREENSHOTS", &shots)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        // selenium must not look for (or download) a driver or a browser of its own.
+        .env("SE_OFFLINE", "true");
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("the Python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "admin_page.py failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    print!("{stdout}");
+    assert!(stdout.contains("admin page: ok"), "{stdout}");
+    // What the page did, seen from the server and the fake.
+    let sign_ins = app.fake.sign_ins();
+    assert_eq!(sign_ins.len(), 2, "added, then re-tested");
+    assert_eq!(app.fake.completions().len(), 1, "one request got through");
+    let rows = recent(&app, "").await;
+    let statuses: Vec<(Value, Value)> = rows
+        .iter()
+        .map(|r| (r["key"].clone(), r["status"].clone()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [(Value::Null, json!(401)), (json!("browser-ci"), json!(200))]
+    );
+    let (_, keys) = admin(&app, "GET", "/api/keys", None).await;
+    assert!(!keys.to_string().contains("browser-ci"), "{keys}");
+    for name in ["signin", "accounts", "keys", "usage", "live", "settings"] {
+        let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+            "{name}"
+        );
+    }
     app.stop().await;
 }

@@ -390,8 +390,9 @@
     return node;
   }
 
+  // The axis top: 1, 2, 2.5 or 5 times a power of ten, and at least 4 (whole-number ticks).
   function niceMax(v) {
-    if (v <= 0) return 1;
+    if (v <= 4) return 4;
     const p = Math.pow(10, Math.floor(Math.log10(v)));
     for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
     return 10 * p;
@@ -630,6 +631,7 @@
   // --- wiring --------------------------------------------------------------------------------
 
   document.addEventListener('DOMContentLoaded', () => {
+    $('signin-key').addEventListener('input', () => { $('signin-error').hidden = true; });
     $('signin-form').addEventListener('submit', (ev) => {
       ev.preventDefault();
       signIn($('signin-key').value.trim());
