@@ -86,7 +86,8 @@ pub async fn requests(
 }
 
 /// Each client request as it finishes, as SSE `request` events (the same objects as
-/// `/api/requests`), with keep-alive comments while none comes. The filter applies.
+/// `/api/requests`), with keep-alive comments while none comes. The filter applies. The
+/// stream ends when the server shuts down.
 #[utoipa::path(
     get,
     path = "/api/requests/live",
@@ -102,9 +103,15 @@ pub async fn requests_live(
     Query(filter): Query<RequestFilter>,
 ) -> Response {
     let mut live = state.recent().subscribe();
+    let closed = state.recent().closed();
     let events = async_stream::stream! {
+        tokio::pin!(closed);
         loop {
-            match live.recv().await {
+            let next = tokio::select! {
+                () = &mut closed => break,
+                next = live.recv() => next,
+            };
+            match next {
                 Ok(record) if filter.matches(&record) => {
                     let data = serde_json::to_string(&*record).unwrap_or_default();
                     yield vec![SseEvent::Named("request", data)];

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 /// Requests kept in the ring.
 pub const CAPACITY: usize = 500;
@@ -75,6 +75,9 @@ impl RequestFilter {
 pub struct Recent {
     ring: Mutex<VecDeque<Arc<RequestRecord>>>,
     live: broadcast::Sender<Arc<RequestRecord>>,
+    /// True once the server is shutting down: live readers end, so that they do not hold the
+    /// shutdown for its whole grace period.
+    closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Recent {
@@ -88,6 +91,7 @@ impl Recent {
         Arc::new(Self {
             ring: Mutex::new(VecDeque::with_capacity(CAPACITY)),
             live: broadcast::channel(LIVE_BACKLOG).0,
+            closing: watch::channel(false).0,
         })
     }
 
@@ -120,6 +124,19 @@ impl Recent {
     /// Each request from now on, as it finishes.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<RequestRecord>> {
         self.live.subscribe()
+    }
+
+    /// Ends every live reader, now and from now on (the server is shutting down).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Resolves once [`close`](Self::close) has been called.
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.closing.subscribe();
+        async move {
+            let _ = rx.wait_for(|closing| *closing).await;
+        }
     }
 }
 

@@ -314,7 +314,18 @@ async fn the_live_feed_sends_each_finished_request() {
     assert_eq!(event["requestId"], "live-2");
     assert!(event["ttftMs"].is_u64(), "{event}");
     assert_eq!(event["tokensIn"], PROMPT_TOKENS);
-    drop(feed);
+    // At shutdown the feed ends (it would hold the shutdown for its grace period).
+    app.state.recent().close();
+    let after_close = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut tail = Vec::new();
+        while let Some(chunk) = feed.next().await {
+            tail.extend_from_slice(&chunk.unwrap());
+        }
+        tail
+    })
+    .await
+    .expect("the feed ends");
+    assert!(!String::from_utf8_lossy(&after_close).contains("event: request"));
     app.stop().await;
 }
 
