@@ -134,6 +134,48 @@ async fn under_api_prefix_the_page_is_under_the_prefix() {
 }
 
 #[tokio::test]
+async fn with_an_admin_listener_the_page_is_served_there_only() {
+    let app = app(&[("ADMIN_LISTEN_ADDRESS", "127.0.0.1:1")]).await;
+    let on_main = app.http.get(app.url("/admin")).send().await.unwrap();
+    assert_eq!(on_main.status(), 404);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(qwen2api::server::serve_app(
+        listener,
+        qwen2api::server::admin_router(app.state.clone()),
+        std::future::pending(),
+    ));
+    for path in ["/admin", "/admin/admin.css", "/admin/admin.js"] {
+        let resp = app
+            .http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-security-policy"], CSP, "{path}");
+    }
+    // The requests served on the main port are listed on the admin one.
+    chat(&app, KEY, "on-main-1").await;
+    let listed = common::eventually_async(Duration::from_secs(10), || async {
+        let v: Value = app
+            .http
+            .get(format!("http://{addr}/api/requests"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["data"][0]["requestId"] == "on-main-1"
+    })
+    .await;
+    assert!(listed);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn recent_requests_need_the_admin_key_and_list_what_was_just_served() {
     let app = app(&[]).await;
     for (key, status) in [(None, 401), (Some(KEY), 403)] {
