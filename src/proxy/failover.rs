@@ -77,6 +77,7 @@ impl Failover {
             if accounts.sign_in(&account).await.is_ok() {
                 let others = |a: &Account| a.id != account.id;
                 if let Ok(l) = accounts.lease(model, sticky, &others).await {
+                    crate::metrics::request::account(&l.account().id);
                     self.count_failover();
                     return Ok(l);
                 }
