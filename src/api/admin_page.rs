@@ -36,6 +36,7 @@ fn file(content_type: &'static str, body: &'static str) -> Response {
 #[utoipa::path(
     get,
     path = "/admin",
+    operation_id = "admin_page",
     tag = "Admin",
     responses((status = 200, description = "The admin page (docs/admin.md).", content_type = "text/html", body = String)),
 )]
@@ -47,6 +48,7 @@ pub async fn page() -> Response {
 #[utoipa::path(
     get,
     path = "/admin/admin.css",
+    operation_id = "admin_page_style",
     tag = "Admin",
     responses((status = 200, description = "The admin page's style sheet.", content_type = "text/css", body = String)),
 )]
@@ -58,6 +60,7 @@ pub async fn style() -> Response {
 #[utoipa::path(
     get,
     path = "/admin/admin.js",
+    operation_id = "admin_page_script",
     tag = "Admin",
     responses((status = 200, description = "The admin page's script.", content_type = "text/javascript", body = String)),
 )]
