@@ -78,6 +78,17 @@ async fn the_document_lists_exactly_the_routed_paths() {
     );
     assert!(unrouted.is_empty(), "docs without routes: {unrouted:?}");
     assert_eq!(routed.len(), ROUTES);
+    // Handlers of the same name in two modules would share an operation id (OpenAPI wants
+    // each one unique).
+    let ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .map(|op| op["operationId"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "operation ids repeat: {ids:?}");
     assert_eq!(
         qwen2api::api::route_table(&app.state).len(),
         ROUTES,
