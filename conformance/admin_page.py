@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -70,8 +71,15 @@ def chat(key):
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     driver = browser()
-    wait = WebDriverWait(driver, WAIT)
+    # The tables are drawn again every few seconds: an element found a moment ago may be gone.
+    wait = WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
     find = driver.find_element
+
+    def text(css):
+        return wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).text or " ").strip()
+
+    def click(css):
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True)
 
     def shot(name):
         driver.save_screenshot(os.path.join(SHOTS, name + ".png"))
@@ -85,7 +93,7 @@ def main():
         visible(name)
 
     def key_row_cell(label, cls):
-        return find(By.CSS_SELECTOR, f'#keys-table tr[data-label="{label}"] td.{cls}').text
+        return text(f'#keys-table tr[data-label="{label}"] td.{cls}')
 
     try:
         # Sign in: a wrong key first.
@@ -115,9 +123,9 @@ def main():
         wait.until(
             lambda d: d.find_element(By.CSS_SELECTOR, row).get_attribute("data-state") == "active"
         )
-        assert find(By.CSS_SELECTOR, row + " td.state").text == "active"
+        assert text(row + " td.state") == "active"
         wait.until(lambda d: "1 of 1 usable" in d.find_element(By.ID, "accounts-summary").text)
-        find(By.CSS_SELECTOR, row + " button.retest").click()
+        click(row + " button.retest")
         wait.until(lambda d: "passed" in d.find_element(By.ID, "notice").text)
         shot("accounts")
 
@@ -131,8 +139,8 @@ def main():
         assert key.startswith("sk-q2a-"), key
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#keys-table tr[data-label="browser-ci"]'))
         assert key_row_cell("browser-ci", "requests-today") == "0"
-        assert "100/min" in find(By.CSS_SELECTOR, '#keys-table tr[data-label="browser-ci"]').text
-        assert key not in find(By.ID, "keys-table").text, "the table shows the key masked"
+        assert "100/min" in text('#keys-table tr[data-label="browser-ci"]')
+        assert key not in text("#keys-table"), "the table shows the key masked"
 
         # A request with it: in the live list, and the key's usage goes up.
         tab("live")
@@ -143,9 +151,9 @@ def main():
             r.find_element(By.CSS_SELECTOR, "td.key").text == "browser-ci"
             for r in d.find_elements(By.CSS_SELECTOR, live_row)
         ))
-        cells = [
-            c.text for c in driver.find_elements(By.CSS_SELECTOR, live_row + ":first-child td")
-        ]
+        cells = wait.until(lambda d: [
+            c.text for c in d.find_elements(By.CSS_SELECTOR, live_row + ":first-child td")
+        ])
         assert cells[1:6] == ["browser-ci", "chat.completions", MODEL, EMAIL, "200"], cells
         # The filter narrows the list.
         find(By.ID, "filter-status").send_keys("5")
@@ -163,7 +171,7 @@ def main():
         # Usage: a bar for the key.
         tab("usage")
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-key-requests svg rect"))
-        legend = find(By.CSS_SELECTOR, "#chart-key-requests .legend").text
+        legend = text("#chart-key-requests .legend")
         assert "browser-ci" in legend, legend
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#chart-account-tokens svg rect"))
         shot("usage")
@@ -171,7 +179,7 @@ def main():
         # Settings: every secret masked; reload.
         tab("settings")
         wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#settings-table tbody tr")) > 20)
-        admin_row = find(By.CSS_SELECTOR, '#settings-table tr[data-name="ADMIN_KEY"] td.value').text
+        admin_row = text('#settings-table tr[data-name="ADMIN_KEY"] td.value')
         assert admin_row == "(set, hidden)", admin_row
         assert ADMIN_KEY not in driver.page_source
         assert PASSWORD not in find(By.ID, "settings").text
@@ -182,9 +190,9 @@ def main():
         # Revoke the key (two clicks) and see it refused.
         tab("keys")
         revoke = '#keys-table tr[data-label="browser-ci"] button.revoke'
-        find(By.CSS_SELECTOR, revoke).click()
+        click(revoke)
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, revoke).text == "Confirm revoke")
-        find(By.CSS_SELECTOR, revoke).click()
+        click(revoke)
         wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, '#keys-table tr[data-label="browser-ci"]'))
         refused = chat(key)
         assert refused in (401, 403), refused
