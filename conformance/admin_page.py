@@ -127,6 +127,13 @@ def main():
         wait.until(lambda d: "1 of 1 usable" in d.find_element(By.ID, "accounts-summary").text)
         click(row + " button.retest")
         wait.until(lambda d: "passed" in d.find_element(By.ID, "notice").text)
+        # A proxy set (its password masked) and cleared.
+        find(By.ID, "proxy-url").send_keys("socks5://user:pw-proxy-hidden@127.0.0.1:1080")
+        find(By.ID, "proxy-set").click()
+        wait.until(lambda d: "*****@127.0.0.1:1080" in d.find_element(By.CSS_SELECTOR, row + " td.proxy").text)
+        assert "pw-proxy-hidden" not in driver.page_source
+        find(By.ID, "proxy-clear").click()
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row + " td.proxy").text == "—")
         shot("accounts")
 
         # Keys: create one; it is shown once.
@@ -139,7 +146,17 @@ def main():
         assert key.startswith("sk-q2a-"), key
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#keys-table tr[data-label="browser-ci"]'))
         assert key_row_cell("browser-ci", "requests-today") == "0"
-        assert "100/min" in text('#keys-table tr[data-label="browser-ci"]')
+        assert text('#keys-table tr[data-label="browser-ci"] td.limits') == "100/min"
+        # Edit its limits: the form is filled with the current ones.
+        click('#keys-table tr[data-label="browser-ci"] button.edit')
+        wait.until(lambda d: d.find_element(By.ID, "key-rpm").get_attribute("value") == "100")
+        find(By.ID, "key-rpm").clear()
+        find(By.ID, "key-rpm").send_keys("50")
+        find(By.ID, "key-tpd").send_keys("1000000")
+        find(By.ID, "key-submit").click()
+        wait.until(lambda d: d.find_element(
+            By.CSS_SELECTOR, '#keys-table tr[data-label="browser-ci"] td.limits'
+        ).text == "50/min; 1,000,000 tokens/day")
         assert key not in text("#keys-table"), "the table shows the key masked"
 
         # A request with it: in the live list, and the key's usage goes up.

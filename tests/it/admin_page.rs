@@ -553,6 +553,10 @@ async fn the_admin_page_in_headless_chromium() {
     );
     let (_, keys) = admin(&app, "GET", "/api/keys", None).await;
     assert!(!keys.to_string().contains("browser-ci"), "{keys}");
+    let accounts = app.state.accounts().pool().accounts();
+    assert_eq!(accounts.len(), 1);
+    assert_eq!(accounts[0].id, email);
+    assert_eq!(accounts[0].credentials().proxy, None, "set, then cleared");
     for name in ["signin", "accounts", "keys", "usage", "live", "settings"] {
         let png = std::fs::read(shots.join(format!("{name}.png"))).unwrap();
         assert!(

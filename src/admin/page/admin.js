@@ -213,7 +213,7 @@
         el('td', { class: 'num', text: fmtNum(a.inflight) }),
         el('td', { class: 'num requests-today', text: fmtNum(used.requests) }),
         el('td', { class: 'num tokens-today', text: fmtNum(used.tokens) }),
-        el('td', { text: a.proxy || '—' }),
+        el('td', { class: 'proxy', text: a.proxy || '—' }),
         el('td', { text: a.tokenExpiresAt ? fmtTime(a.tokenExpiresAt) : '—' }),
         el('td', {},
           el('button', {
@@ -312,7 +312,7 @@
         el('td', {}, el('code', { text: k.key })),
         el('td', { text: k.source }),
         el('td', { text: k.created ? fmtTime(new Date(k.created).toISOString()) : '—' }),
-        el('td', { text: limitsText(k.limits) }),
+        el('td', { class: 'limits', text: limitsText(k.limits) }),
         el('td', { class: 'num requests-today', text: fmtNum(used.requests) }),
         el('td', { class: 'num tokens-today', text: fmtNum(used.tokens) }),
         actions));
