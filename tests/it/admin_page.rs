@@ -279,6 +279,33 @@ async fn recent_requests_need_the_admin_key_and_list_what_was_just_served() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_request_that_failed_over_names_the_account_that_answered() {
+    let app = TestApp::with_accounts(2, &[("ADMIN_KEY", ADMIN)]).await;
+    app.fake.push_completion(
+        Some("acct1"),
+        // 200 with a JSON business error instead of a stream: the next account is tried.
+        common::fake_qwen::Reply::http(
+            200,
+            "application/json",
+            common::qwen_sse::business_error("Bad_Request", "Internal error"),
+        ),
+    );
+    chat(&app, KEY, "failed-over-1").await;
+    let listed = common::eventually_async(Duration::from_secs(10), || async {
+        recent(&app, "").await.len() == 1
+    })
+    .await;
+    assert!(listed);
+    let row = &recent(&app, "").await[0];
+    assert_eq!(row["requestId"], "failed-over-1");
+    assert_eq!(row["account"], "account_2");
+    assert_eq!(row["failovers"], 1);
+    assert_eq!(row["status"], 200);
+    assert_eq!(row["tokensIn"], PROMPT_TOKENS);
+    app.stop().await;
+}
+
 /// Reads SSE blocks from `stream` until an `event: request` one; its data.
 async fn next_request_event(
     stream: &mut (impl futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
