@@ -15,6 +15,7 @@ pub mod upstream; // the Upstream trait; chat.qwen.ai behind it in upstream/qwen
 
 // Rooms beside it.
 pub mod accounts; // upstream accounts: pool, sign-in, health, pacing
+pub mod admin; // the admin web page's files, compiled in
 pub mod allocator; // giving freed memory back to the system after bursts
 pub mod config; // the typed configuration tree, read from the environment
 pub mod keys; // API keys and the usage counted for each

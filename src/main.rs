@@ -150,9 +150,12 @@ async fn run(reloader: Reloader, config: Config) -> ExitCode {
     };
     tracing::info!(addr = %listener.local_addr().map_or(listen, |a| a), loops, "qwen2api listening");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let recent = std::sync::Arc::clone(state.recent());
     tokio::spawn(async move {
         shutdown_signal().await;
         let _ = stop_tx.send(true);
+        // The admin page's live feeds never end by themselves.
+        recent.close();
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;

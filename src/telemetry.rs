@@ -1,10 +1,11 @@
 //! Logging: the subscriber set-up (text or JSON lines, on standard output and optionally in
 //! files rotated by size), and, in `request`, the request id and the one middleware that logs
-//! each request (and its error, once) inside a request span; with the `otlp` feature, in
-//! `otlp`, the export of those spans as traces.
+//! each request (and its error, once) inside a request span; in `recent`, the last requests
+//! for the admin page; with the `otlp` feature, in `otlp`, the export of spans as traces.
 
 #[cfg(feature = "otlp")]
 mod otlp;
+pub mod recent;
 mod request;
 
 pub use request::{LoggedError, RequestId, X_REQUEST_ID, log_requests, record_route, route_of};

@@ -534,6 +534,39 @@ impl AccountManager {
         }
     }
 
+    /// Tests one account now, whatever its state: a password account signs in again, a token
+    /// account has its token checked (active when accepted, disabled when refused); a Tongyi
+    /// account cannot be checked (`Unsupported`, state unchanged). The inner result is the
+    /// upstream's answer.
+    pub async fn retest(&self, id: &str) -> Result<Result<(), UpstreamError>, ManagerError> {
+        let account = self
+            .pool
+            .get(id)
+            .ok_or_else(|| ManagerError::NotFound(id.to_owned()))?;
+        let outcome = match account.kind {
+            CredentialKind::Password => self.sign_in(&account).await,
+            CredentialKind::Token => {
+                let checked = self.client.check_token(&account.credentials()).await;
+                match &checked {
+                    Ok(()) => account.set_health(Health::Active),
+                    Err(UpstreamError::Auth(_)) => account.set_health(Health::Disabled {
+                        reason: "token_rejected".into(),
+                    }),
+                    Err(_) => {}
+                }
+                self.persist_status(&account);
+                checked
+            }
+            // The site has no way to check a cookie short of a chat (docs/upstream.md §13):
+            // the account keeps its state, and a NOT_LOGIN answer still disables it.
+            CredentialKind::Tongyi => Err(UpstreamError::Unsupported(
+                "a Tongyi cookie can only be checked by a chat; its state is unchanged".into(),
+            )),
+        };
+        tracing::info!(account = %account.id, ok = outcome.is_ok(), "account re-tested");
+        Ok(outcome)
+    }
+
     /// Tries disabled accounts again: password accounts sign in, token accounts are checked.
     pub async fn retest_disabled(&self) {
         for a in self.pool.accounts() {

@@ -218,7 +218,8 @@ pub async fn reload_config(State(state): State<AppState>) -> Result<Json<Value>,
     }
 }
 
-/// The effective configuration's main settings, no secrets.
+/// The effective configuration's main settings, and under `settings` every setting by its
+/// variable, secrets shown only as set.
 #[utoipa::path(
     get,
     path = "/api/configStatus",
@@ -247,6 +248,7 @@ pub async fn config_status(State(state): State<AppState>) -> Json<Value> {
         "retryCount": c.pool.retry_count,
         "maxInflightPerAccount": c.pool.max_inflight,
         "stickyAccounts": c.pool.sticky,
+        "settings": crate::config::shown::shown(c),
     }))
 }
 

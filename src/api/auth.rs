@@ -46,6 +46,9 @@ pub async fn require_key(
     };
     let identity = match state.keys().identify(presented) {
         Some(caller) => {
+            if let Some(label) = state.keys().label(caller.key_id()) {
+                crate::metrics::request::key(&label);
+            }
             if let Some(limits) = state.keys().limits(caller.key_id()) {
                 crate::keys::limits::check_expiry(&limits, crate::store::now_ms())
                     .inspect_err(|_| tracing::debug!("request with an expired key"))?;

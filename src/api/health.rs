@@ -155,6 +155,8 @@ pub struct About {
     health: Probes,
     /// The admin API's prefix, when it is served on this listener.
     admin: Option<String>,
+    /// The admin page, when it is served on this listener.
+    admin_page: Option<String>,
     /// `GET /metrics`, when it is served on this listener (else on the admin listener).
     metrics: Option<String>,
     /// The API reference: the OpenAPI document and its page, served here without a key.
@@ -235,6 +237,7 @@ pub async fn about(State(state): State<AppState>) -> Json<About> {
             ready: format!("{p}/ready"),
         },
         admin: server.admin_listen.is_none().then(|| format!("{p}/api")),
+        admin_page: server.admin_listen.is_none().then(|| format!("{p}/admin")),
         metrics: server
             .admin_listen
             .is_none()

@@ -2,6 +2,7 @@
 //! handlers; the route table and the OpenAPI document that describes it.
 
 mod admin;
+mod admin_page;
 mod auth;
 mod chat;
 mod context;
@@ -47,8 +48,8 @@ pub fn public_routes(state: &AppState) -> Router<AppState> {
     public(state).into_router()
 }
 
-/// The admin API (admin key required; `/verify` checks a key) and `/metrics` (the admin key
-/// unless `METRICS_PUBLIC`).
+/// The admin API (admin key required; `/verify` checks a key), the admin page (`/admin`, no
+/// key) and `/metrics` (the admin key unless `METRICS_PUBLIC`).
 pub fn admin_routes(state: &AppState) -> Router<AppState> {
     admin(state).into_router()
 }
@@ -123,6 +124,9 @@ fn admin(state: &AppState) -> Routes {
         .put("/api/keys/{id}/limits", admin::set_key_limits)
         .put("/api/accounts/{account_id}/proxy", admin::set_proxy)
         .get("/api/usage", admin::usage)
+        .get("/api/requests", admin_page::requests)
+        .get("/api/requests/live", admin_page::requests_live)
+        .post("/api/accounts/{account_id}/retest", admin_page::retest)
         .post("/v2/files/getstsToken", files::sts_token)
         .layered(|r| {
             r.route_layer(middleware::from_fn_with_state(
@@ -131,6 +135,10 @@ fn admin(state: &AppState) -> Routes {
             ))
         })
         .post("/verify", admin::verify)
+        // The page's files hold no data: the page asks for the admin key itself.
+        .get("/admin", admin_page::page)
+        .get("/admin/admin.css", admin_page::style)
+        .get("/admin/admin.js", admin_page::script)
         .merge(scrape(state))
 }
 
@@ -174,7 +182,7 @@ fn cors(origins: &CorsOrigins) -> Option<CorsLayer> {
     }
     let allow = AllowOrigin::predicate(move |origin, parts| {
         let path = parts.uri.path();
-        let admin = path.starts_with("/api/") || path == "/verify";
+        let admin = path.starts_with("/api/") || path == "/verify" || path.starts_with("/admin");
         !admin
             && match &origins {
                 CorsOrigins::Any => true,

@@ -8,6 +8,7 @@ mod media;
 pub mod parse;
 mod secret;
 mod server;
+pub mod shown;
 mod tongyi;
 mod tools;
 

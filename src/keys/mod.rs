@@ -166,6 +166,29 @@ impl KeyRing {
         }
     }
 
+    /// The label of the key `key_id` names, as the request log shows it: `ADMIN_KEY`,
+    /// `API_KEY` (with its number past the first), or a runtime key's own label.
+    pub fn label(&self, key_id: &str) -> Option<String> {
+        if key_id == "admin" {
+            return Some("ADMIN_KEY".to_owned());
+        }
+        if let Some(n) = key_id
+            .strip_prefix("env-")
+            .and_then(|n| n.parse::<usize>().ok())
+        {
+            return Some(if n == 1 {
+                "API_KEY".to_owned()
+            } else {
+                format!("API_KEY #{n}")
+            });
+        }
+        self.runtime
+            .load()
+            .iter()
+            .find(|k| k.id == key_id)
+            .map(|k| k.label.clone())
+    }
+
     /// Whether the admin key is the first `API_KEY` (no `ADMIN_KEY` set), as now configured.
     pub fn admin_from_first_api_key(&self) -> bool {
         self.env.load().admin_from_first_api_key
@@ -268,8 +291,12 @@ mod tests {
         assert_eq!(ring.limits(&rec.id), Some(limits.clone()));
         assert!(!ring.set_limits("key_none", &limits).await.unwrap());
         assert_eq!(ring.limits("env-1"), None);
+        assert_eq!(ring.label(&rec.id).as_deref(), Some("ci"));
+        assert_eq!(ring.label("env-2").as_deref(), Some("API_KEY #2"));
+        assert_eq!(ring.label("admin").as_deref(), Some("ADMIN_KEY"));
         assert!(ring.revoke(&rec.id).await.unwrap());
         assert_eq!(ring.identify(plain.expose()), None);
+        assert_eq!(ring.label(&rec.id), None);
     }
 
     #[test]

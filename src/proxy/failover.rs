@@ -80,6 +80,7 @@ impl Failover {
             if accounts.sign_in(&account).await.is_ok() {
                 let others = |a: &Account| a.id != account.id && !off_site(a);
                 if let Ok(l) = accounts.lease(model, sticky, &others).await {
+                    crate::metrics::request::account(&l.account().id);
                     self.count_failover();
                     return Ok(l);
                 }
@@ -97,6 +98,7 @@ impl Failover {
         };
         match accounts.lease(model, sticky, &skip).await {
             Ok(l) => {
+                crate::metrics::request::account(&l.account().id);
                 self.tried.push(l.account().id.clone());
                 self.count_failover();
                 Ok(l)
@@ -118,6 +120,7 @@ impl Failover {
     fn count_failover(&self) {
         if let Some(last) = &self.last {
             self.metrics.failover(last.class());
+            crate::metrics::request::failed_over();
         }
     }
 
@@ -185,6 +188,7 @@ impl Failover {
         key_id: Option<&str>,
         usage: TokenUsage,
     ) {
+        crate::metrics::request::served(&account.id, usage.input, usage.output);
         if self.passthrough.is_none() {
             proxy.accounts.report_success(account);
             proxy

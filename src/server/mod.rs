@@ -29,32 +29,33 @@ pub fn router(state: AppState) -> Router {
         routes = routes.merge(api::admin_routes(&state));
     }
     let prefix = state.config().server.api_prefix.clone();
-    let metrics = Arc::clone(state.metrics());
-    outer(api::finish(routes, state), &prefix, metrics)
+    let tracking = state.tracking();
+    outer(api::finish(routes, state), &prefix, tracking)
 }
 
 /// The admin listener's app.
 pub fn admin_router(state: AppState) -> Router {
     let prefix = state.config().server.api_prefix.clone();
-    let metrics = Arc::clone(state.metrics());
+    let tracking = state.tracking();
     outer(
         api::finish(api::admin_routes(&state), state),
         &prefix,
-        metrics,
+        tracking,
     )
 }
 
 /// What runs before routing, outermost first:
 /// 1. `log_requests`: the request id and span, `X-Request-Id` on every answer, one log line per
 ///    request, including requests refused before routing;
-/// 2. `metrics::request::track`: times the request and counts it when its body is done (inside
-///    the span, so that requests refused by the prefix are counted too);
+/// 2. `metrics::request::track`: times the request and counts it when its body is done, and
+///    keeps client requests for the admin page (inside the span, so that requests refused by
+///    the prefix are counted too);
 /// 3. `prefix::strip` (with `API_PREFIX`): takes the prefix off the path, or answers 404;
 /// 4. the routed app, whose outermost layer records the matched route in the span.
 ///
 /// Layers added with `Router::layer` run after routing, so the first two wrap the app as the
 /// fallback of a router that has no routes.
-fn outer(app: Router, prefix: &str, metrics: Arc<crate::metrics::Metrics>) -> Router {
+fn outer(app: Router, prefix: &str, tracking: crate::metrics::request::Tracking) -> Router {
     let mut app = app.layer(middleware::from_fn(crate::telemetry::record_route));
     if !prefix.is_empty() {
         let prefix = prefix::Prefix(Arc::from(prefix));
@@ -65,7 +66,7 @@ fn outer(app: Router, prefix: &str, metrics: Arc<crate::metrics::Metrics>) -> Ro
     Router::new()
         .fallback_service(app)
         .layer(middleware::from_fn_with_state(
-            metrics,
+            tracking,
             crate::metrics::request::track,
         ))
         .layer(middleware::from_fn(crate::telemetry::log_requests))

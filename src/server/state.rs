@@ -18,6 +18,7 @@ use crate::proxy::Proxy;
 use crate::proxy::catalog::Catalog;
 use crate::reload::Reloader;
 use crate::store::{self, SaveMode, StoreError};
+use crate::telemetry::recent::Recent;
 use crate::upstream::qwen::{Qwen, QwenClient, Shaping};
 use crate::upstream::tongyi::Tongyi;
 use crate::upstream::{Site, Sites, Upstream};
@@ -36,6 +37,7 @@ struct Inner {
     fetcher: Option<RemoteFetcher>,
     videos: VideoJobs,
     metrics: Arc<Metrics>,
+    recent: Arc<Recent>,
 }
 
 /// Every site's upstream behind one door: each call goes to its account's site
@@ -156,6 +158,7 @@ impl AppState {
             fetcher,
             videos: VideoJobs::default(),
             metrics,
+            recent: Recent::new(),
         })))
     }
 
@@ -191,6 +194,19 @@ impl AppState {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
+    }
+
+    /// The last client requests, for the admin page.
+    pub fn recent(&self) -> &Arc<Recent> {
+        &self.0.recent
+    }
+
+    /// Where each finished request is recorded (metrics, recent requests).
+    pub fn tracking(&self) -> crate::metrics::request::Tracking {
+        crate::metrics::request::Tracking {
+            metrics: Arc::clone(&self.0.metrics),
+            recent: Arc::clone(&self.0.recent),
+        }
     }
 
     pub fn videos(&self) -> &VideoJobs {

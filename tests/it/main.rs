@@ -5,6 +5,7 @@
 mod common;
 
 mod admin;
+mod admin_page;
 mod api_surface;
 mod chat_json;
 mod chat_stream;

@@ -210,6 +210,7 @@ async fn the_root_describes_the_service_without_a_key() {
             "auth": "Authorization: Bearer <key> or x-api-key: <key>",
             "health": {"live": "/health", "ready": "/ready"},
             "admin": "/api",
+            "admin_page": "/admin",
             "metrics": "/metrics",
             "reference": {"openapi": "/openapi.json", "page": "/docs"},
             "docs": "README.md and docs/ in the qwen2api source",

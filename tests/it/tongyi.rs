@@ -408,6 +408,18 @@ async fn the_admin_api_adds_tongyi_accounts_and_media_is_refused_in_the_surface_
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["data"]["accountId"], "tongyi_7");
+    // A cookie cannot be checked without a chat: a re-test says so and changes nothing.
+    let resp = app
+        .post("/api/accounts/tongyi_7/retest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["data"]["ok"], false, "{v}");
+    assert_eq!(v["data"]["error"], "unsupported_by_site", "{v}");
+    assert_eq!(v["data"]["state"], "active", "{v}");
+    assert!(tongyi.conversations().is_empty());
     let resp = app
         .post("/api/addAccount")
         .json(&json!({"kind": "tongyi", "cookie": "a=1"}))

@@ -16,7 +16,8 @@ pub use errors::{AdminErrors, AnthropicErrors, OpenAiErrors};
 pub use forms::{FileUpload, ImageChat, ImageEdit, MultimodalChat, VideoChat};
 
 use super::{
-    admin, chat, docs, files, health, images, messages, metrics, models, responses, videos,
+    admin, admin_page, chat, docs, files, health, images, messages, metrics, models, responses,
+    videos,
 };
 use crate::server::AppState;
 
@@ -80,6 +81,12 @@ const ADMIN_X_API_KEY: &str = "admin_x_api_key";
         admin::set_key_limits,
         admin::set_proxy,
         admin::usage,
+        admin_page::requests,
+        admin_page::requests_live,
+        admin_page::retest,
+        admin_page::page,
+        admin_page::style,
+        admin_page::script,
         files::sts_token,
         admin::verify,
         metrics::scrape,
