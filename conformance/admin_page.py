@@ -134,7 +134,27 @@ def main():
         assert "pw-proxy-hidden" not in driver.page_source
         find(By.ID, "proxy-clear").click()
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, row + " td.proxy").text == "—")
+        assert text(row + " td.site") == "qwen"
+        # A Tongyi account by cookie and XSRF token: listed with its site; a re-test says a
+        # cookie cannot be checked and leaves it as it was; then it is deleted again.
+        click('#add-kind option[value="tongyi"]')
+        find(By.ID, "add-tongyi-cookie").send_keys("login_tongyi_ticket=browser-ci-cookie")
+        find(By.ID, "add-xsrf").send_keys("browser-ci-xsrf")
+        find(By.ID, "add-num").send_keys("9")
+        find(By.ID, "add-submit").click()
+        cn_row = '#accounts-table tr[data-id="tongyi_9"]'
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, cn_row))
+        assert text(cn_row + " td.site") == "tongyi"
+        assert "browser-ci-cookie" not in driver.page_source
+        click(cn_row + " button.retest")
+        wait.until(lambda d: "unsupported_by_site" in d.find_element(By.ID, "notice").text)
+        wait.until(lambda d: "2 of 2 usable" in d.find_element(By.ID, "accounts-summary").text)
         shot("accounts")
+        click(cn_row + " button.delete")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, cn_row + " button.delete").text == "Confirm delete")
+        click(cn_row + " button.delete")
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, cn_row))
+        wait.until(lambda d: "1 of 1 usable" in d.find_element(By.ID, "accounts-summary").text)
 
         # Keys: create one; it is shown once.
         tab("keys")

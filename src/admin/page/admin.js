@@ -196,7 +196,7 @@
     const body = $('accounts-table').tBodies[0];
     body.replaceChildren();
     if (d.accounts.length === 0) {
-      body.append(el('tr', {}, el('td', { colspan: 11, class: 'empty', text: 'No account yet: add one below.' })));
+      body.append(el('tr', {}, el('td', { colspan: 12, class: 'empty', text: 'No account yet: add one below.' })));
     }
     const proxySelect = $('proxy-account');
     const chosen = proxySelect.value;
@@ -206,6 +206,7 @@
       proxySelect.append(el('option', { value: a.accountId, text: a.accountId }));
       body.append(el('tr', { data: { id: a.accountId, state: a.state } },
         el('td', { text: a.accountId }),
+        el('td', { class: 'site', text: a.site || 'qwen' }),
         el('td', { class: 'state' }, el('span', { class: 'pill state-' + a.state, text: a.state })),
         el('td', { text: a.reason || '—' }),
         el('td', { text: a.coolingUntil ? fmtTime(a.coolingUntil) : '—' }),
@@ -222,7 +223,10 @@
               ev.target.disabled = true;
               try {
                 const r = await api('POST', '/api/accounts/' + encodeURIComponent(a.accountId) + '/retest');
-                notice(`${a.accountId}: ${r.data.ok ? 'passed' : 'failed (' + r.data.error + ')'}, now ${r.data.state}`, r.data.ok);
+                const outcome = r.data.ok ? 'passed'
+                  : r.data.error === 'unsupported_by_site' ? 'cannot be checked by the server (unsupported_by_site)'
+                  : 'failed (' + r.data.error + ')';
+                notice(`${a.accountId}: ${outcome}, now ${r.data.state}`, r.data.ok);
               } catch (e) { failed(e); }
               loadAccounts();
             },
@@ -242,6 +246,9 @@
     let body;
     if (kind === 'password') {
       body = { email: $('add-email').value.trim(), password: $('add-password').value };
+    } else if (kind === 'tongyi') {
+      body = { kind: 'tongyi', cookie: $('add-tongyi-cookie').value.trim(), xsrfToken: $('add-xsrf').value.trim() };
+      if ($('add-num').value) body.num = Number($('add-num').value);
     } else {
       body = { cookie: kind === 'cookie' ? $('add-cookie').value.trim() : $('add-token').value.trim() };
       if ($('add-num').value) body.num = Number($('add-num').value);
