@@ -1,14 +1,16 @@
 //! Per-key limits of runtime keys and how each is counted: the expiry and the allowed models
 //! (checked against the key's record), requests per minute (a fixed one-minute window counted
 //! in the store, so replicas share it), tokens per day (the usage counters: what the store has
-//! plus what this replica has not flushed yet) and requests in flight (counted in this process).
+//! plus what this replica has not flushed yet) and requests in flight (places held in the
+//! store, so replicas share them too).
 //!
-//! Requests in flight are counted per replica on purpose: a lease in the store would need a
-//! heartbeat for long streams and would outlive a crashed replica, refusing a key's requests
-//! for requests that no longer exist. With N replicas a key has at most N × the limit in flight.
+//! A request in flight holds a place for [`PLACE_MS`], renewed every [`RENEW_EVERY`] while it
+//! runs and freed when it ends; a replica that dies stops renewing, and its places free
+//! themselves within [`PLACE_MS`] instead of refusing a key's requests for good.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use super::usage::UsageRecorder;
@@ -18,6 +20,10 @@ const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
 /// How long after its window a rate counter is kept (clocks of replicas differ a little).
 const WINDOW_SLACK_MS: i64 = 5_000;
+/// How long a place of a request in flight is held without a renewal.
+pub const PLACE_MS: i64 = 30_000;
+/// How often the places of this replica's requests in flight are renewed.
+pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 /// Why a key's request is refused. `Display` is the message the client reads.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -100,25 +106,67 @@ pub fn check_model(limits: &KeyLimits, requested: &str, resolved: &str) -> Resul
 pub struct Limiter {
     store: Arc<dyn Store>,
     usage: Arc<UsageRecorder>,
-    in_flight: Arc<Mutex<HashMap<String, u32>>>,
+    places: Arc<Places>,
+}
+
+/// The places this replica's requests in flight hold in the store.
+#[derive(Default)]
+struct Places {
+    /// holder → (key id, the key's limit when admitted).
+    held: Mutex<HashMap<String, (String, u32)>>,
+    /// Places given up whose freeing in the store has not finished yet, by key id.
+    freeing: Mutex<HashMap<String, u32>>,
+    renewing: AtomicBool,
+}
+
+impl Places {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u32)>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn freeing(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.freeing.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn place_name(key_id: &str) -> String {
+    format!("conc:{key_id}")
 }
 
 /// One admitted request of a key with a concurrency limit; dropping it (when the response's
 /// last byte is sent, or the client went away) frees its place.
 pub struct InFlight {
-    counts: Arc<Mutex<HashMap<String, u32>>>,
+    store: Arc<dyn Store>,
+    places: Arc<Places>,
     key_id: String,
+    holder: String,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = counts.get_mut(&self.key_id) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&self.key_id);
+        self.places.held().remove(&self.holder);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // No runtime left: the place frees itself after PLACE_MS.
+        };
+        *self
+            .places
+            .freeing()
+            .entry(self.key_id.clone())
+            .or_insert(0) += 1;
+        let (store, places) = (Arc::clone(&self.store), Arc::clone(&self.places));
+        let (key_id, holder) = (self.key_id.clone(), std::mem::take(&mut self.holder));
+        rt.spawn(async move {
+            if let Err(e) = store.free_slot(&place_name(&key_id), &holder).await {
+                tracing::warn!(error = %e, "cannot free a place of a request in flight; it frees itself");
             }
-        }
+            let mut freeing = places.freeing();
+            if let Some(n) = freeing.get_mut(&key_id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    freeing.remove(&key_id);
+                }
+            }
+        });
     }
 }
 
@@ -127,7 +175,7 @@ impl Limiter {
         Self {
             store,
             usage,
-            in_flight: Arc::default(),
+            places: Arc::default(),
         }
     }
 
@@ -141,7 +189,7 @@ impl Limiter {
         limits: &KeyLimits,
     ) -> Result<Option<InFlight>, LimitError> {
         let slot = match limits.concurrent_requests {
-            Some(limit) => Some(self.enter(key_id, limit)?),
+            Some(limit) => self.enter(key_id, limit).await?,
             None => None,
         };
         let now = now_ms();
@@ -175,27 +223,101 @@ impl Limiter {
 
     /// Requests of `key_id` in flight on this replica.
     pub fn in_flight(&self, key_id: &str) -> u32 {
-        let counts = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        counts.get(key_id).copied().unwrap_or(0)
+        let held = self.places.held();
+        let n = held.values().filter(|(k, _)| k == key_id).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
     }
 
-    fn enter(&self, key_id: &str, limit: u32) -> Result<InFlight, LimitError> {
-        let mut counts = self
-            .in_flight
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let n = counts.entry(key_id.to_owned()).or_insert(0);
-        if *n >= limit {
-            return Err(LimitError::ConcurrentRequests { limit });
+    /// Holds a place for one more request of `key_id`. A place this replica has just given up
+    /// may still be in the store for a moment: the refusal then waits for those to be freed
+    /// and asks once more.
+    async fn enter(&self, key_id: &str, limit: u32) -> Result<Option<InFlight>, LimitError> {
+        let name = place_name(key_id);
+        let holder = uuid::Uuid::new_v4().simple().to_string();
+        for attempt in 0..2 {
+            match self
+                .store
+                .hold_slot(&name, &holder, limit, now_ms() + PLACE_MS)
+                .await
+            {
+                Ok(true) => {
+                    self.places
+                        .held()
+                        .insert(holder.clone(), (key_id.to_owned(), limit));
+                    self.renew_in_background();
+                    return Ok(Some(InFlight {
+                        store: Arc::clone(&self.store),
+                        places: Arc::clone(&self.places),
+                        key_id: key_id.to_owned(),
+                        holder,
+                    }));
+                }
+                Ok(false) if attempt == 0 && self.wait_for_frees(key_id).await => {}
+                Ok(false) => return Err(LimitError::ConcurrentRequests { limit }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hold a place for a request in flight; admitted");
+                    return Ok(None);
+                }
+            }
         }
-        *n += 1;
-        Ok(InFlight {
-            counts: Arc::clone(&self.in_flight),
-            key_id: key_id.to_owned(),
-        })
+        Err(LimitError::ConcurrentRequests { limit })
+    }
+
+    /// Waits (at most a second) until this replica's places of `key_id` given up are freed;
+    /// false when there were none.
+    async fn wait_for_frees(&self, key_id: &str) -> bool {
+        if !self.places.freeing().contains_key(key_id) {
+            return false;
+        }
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if !self.places.freeing().contains_key(key_id) {
+                break;
+            }
+        }
+        true
+    }
+
+    /// Starts, once, the task that renews this replica's places every [`RENEW_EVERY`]; it
+    /// ends with the limiter.
+    fn renew_in_background(&self) {
+        if self.places.renewing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let places: Weak<Places> = Arc::downgrade(&self.places);
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let Some(places) = places.upgrade() else {
+                    return;
+                };
+                let held: Vec<(String, String, u32)> = places
+                    .held()
+                    .iter()
+                    .map(|(h, (k, l))| (h.clone(), k.clone(), *l))
+                    .collect();
+                for (holder, key_id, limit) in held {
+                    let name = place_name(&key_id);
+                    let until = now_ms() + PLACE_MS;
+                    match store.hold_slot(&name, &holder, limit, until).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!(key = %key_id, "a request in flight lost its place (not renewed in time)");
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot renew a place of a request in flight");
+                        }
+                    }
+                    // The request may have ended (and freed its place) while this renewal was
+                    // on its way: free it again rather than leave it held for PLACE_MS.
+                    if !places.held().contains_key(&holder) {
+                        let _ = store.free_slot(&name, &holder).await;
+                    }
+                }
+                drop(places);
+            }
+        });
     }
 
     /// Prompt and completion tokens of `key_id` today (UTC): the stored counters and what this
@@ -292,6 +414,43 @@ mod tests {
         assert!(limiter.admit("k", &limits).await.unwrap().is_some());
         drop(b);
         assert_eq!(limiter.in_flight("k"), 0);
+    }
+
+    #[tokio::test]
+    async fn replicas_on_one_store_share_the_places_in_flight() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let replica = || {
+            let usage = UsageRecorder::new(Arc::clone(&store), crate::metrics::Metrics::new());
+            Limiter::new(Arc::clone(&store), usage)
+        };
+        let (one, two) = (replica(), replica());
+        let limits = KeyLimits {
+            concurrent_requests: Some(1),
+            ..KeyLimits::default()
+        };
+        let held = one.admit("k", &limits).await.unwrap();
+        assert!(held.is_some());
+        let err = two.admit("k", &limits).await.err().unwrap();
+        assert_eq!(err, LimitError::ConcurrentRequests { limit: 1 });
+        assert_eq!((one.in_flight("k"), two.in_flight("k")), (1, 0));
+        drop(held);
+        // Freed in the store by a task: the other replica gets the place once it has run.
+        let mut admitted = None;
+        for _ in 0..100 {
+            if let Ok(Some(slot)) = two.admit("k", &limits).await {
+                admitted = Some(slot);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(
+            admitted.is_some(),
+            "the place was freed for the other replica"
+        );
+        assert_eq!(
+            one.admit("k", &limits).await.err(),
+            Some(LimitError::ConcurrentRequests { limit: 1 })
+        );
     }
 
     #[tokio::test]

@@ -87,6 +87,22 @@ impl Store for Counted {
         self.count("count_hit", r)
     }
 
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let r = self.inner.hold_slot(name, holder, limit, until_ms).await;
+        self.count("hold_slot", r)
+    }
+
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let r = self.inner.free_slot(name, holder).await;
+        self.count("free_slot", r)
+    }
+
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
         self.count("add_usage", self.inner.add_usage(batch).await)
     }
@@ -179,6 +195,12 @@ mod tests {
             unimplemented!()
         }
         async fn count_hit(&self, _: &str, _: i64) -> StoreResult<u64> {
+            unimplemented!()
+        }
+        async fn hold_slot(&self, _: &str, _: &str, _: u32, _: i64) -> StoreResult<bool> {
+            unimplemented!()
+        }
+        async fn free_slot(&self, _: &str, _: &str) -> StoreResult<()> {
             unimplemented!()
         }
         async fn add_usage(&self, _: &[UsageDelta]) -> StoreResult<()> {

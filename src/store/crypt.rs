@@ -218,6 +218,20 @@ impl<S: Store + ?Sized> Store for Encrypted<S> {
         self.inner.count_hit(name, expires_at_ms).await
     }
 
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        self.inner.hold_slot(name, holder, limit, until_ms).await
+    }
+
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()> {
+        self.inner.free_slot(name, holder).await
+    }
+
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {
         self.inner.add_usage(batch).await
     }

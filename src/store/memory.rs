@@ -29,6 +29,8 @@ struct Inner {
     turn: u64,
     /// counter name → (value, expires at)
     hits: HashMap<String, (u64, i64)>,
+    /// Held places by name: holder → held until (unix ms).
+    slots: HashMap<String, HashMap<String, i64>>,
     /// history key → (entry, expires at)
     threads: HashMap<String, (ThreadEntry, i64)>,
     /// chat id → the chat kept for continuation
@@ -140,6 +142,36 @@ impl Store for MemoryStore {
             .or_insert((0, expires_at_ms));
         hit.0 += 1;
         Ok(hit.0)
+    }
+
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let now = super::now_ms();
+        let mut inner = self.lock();
+        let places = inner.slots.entry(name.to_owned()).or_default();
+        places.retain(|_, until| *until > now);
+        let held = places.contains_key(holder);
+        if !held && places.len() >= usize::try_from(limit).unwrap_or(usize::MAX) {
+            return Ok(false);
+        }
+        places.insert(holder.to_owned(), until_ms);
+        Ok(true)
+    }
+
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let mut inner = self.lock();
+        if let Some(places) = inner.slots.get_mut(name) {
+            places.remove(holder);
+            if places.is_empty() {
+                inner.slots.remove(name);
+            }
+        }
+        Ok(())
     }
 
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {

@@ -327,6 +327,21 @@ pub trait Store: Send + Sync + 'static {
     /// Shared by every process using the store (the per-key rate limits count here).
     async fn count_hit(&self, name: &str, expires_at_ms: i64) -> StoreResult<u64>;
 
+    /// Holds one of at most `limit` places of `name` for `holder` until `until_ms` (unix
+    /// milliseconds); places whose time has passed are freed first. A holder already there has
+    /// its time moved to `until_ms` (a renewal) whatever the count. False: every place is taken.
+    /// Shared by every process using the store (per-key concurrent requests count here).
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool>;
+
+    /// Frees `holder`'s place of `name`, if it holds one.
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()>;
+
     /// Adds the deltas (several per call; they are batched by the caller).
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()>;
     /// Totals from `since_day` (inclusive, `YYYY-MM-DD`) on, sorted by day then subject.

@@ -69,6 +69,19 @@ if value == 1 then redis.call('PEXPIREAT', KEYS[1], ARGV[1]) end
 return value
 ";
 
+/// Holds a place of a slot set (a sorted set: holder → held until, unix ms). KEYS: slots:<name>.
+/// ARGV: now, holder, limit, until. Returns 1 when held, 0 when every place is taken.
+const HOLD_SLOT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if not redis.call('ZSCORE', KEYS[1], ARGV[2]) then
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return 1
+";
+
 /// Files a thread entry and keeps its chat, in one step. Returns the replaced entry's JSON (or
 /// `false`) and 1 when its chat is named by no entry any more (it is then forgotten).
 /// KEYS: thread:<key>, kept_chat_accounts, kept_chat_refs, kept_chat_expiry.
@@ -454,6 +467,39 @@ impl Store for RedisStore {
                 .arg(expires_at_ms),
         )
         .await
+    }
+
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let held: i64 = self
+            .query(
+                ::redis::cmd("EVAL")
+                    .arg(HOLD_SLOT)
+                    .arg(1)
+                    .arg(self.key(&format!("slots:{name}")))
+                    .arg(super::now_ms())
+                    .arg(holder)
+                    .arg(limit)
+                    .arg(until_ms),
+            )
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let _: i64 = self
+            .query(
+                ::redis::cmd("ZREM")
+                    .arg(self.key(&format!("slots:{name}")))
+                    .arg(holder),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn add_usage(&self, batch: &[UsageDelta]) -> StoreResult<()> {

@@ -94,6 +94,14 @@ const MIGRATIONS: &[&str] = &[
         expires_ms INTEGER NOT NULL
     ) STRICT;
     CREATE INDEX hits_expiry ON hits (expires_ms);",
+    // 5: places held by requests in flight (per-key concurrent requests).
+    "CREATE TABLE slots (
+        name     TEXT NOT NULL,
+        holder   TEXT NOT NULL,
+        until_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, holder)
+    ) STRICT;
+    CREATE INDEX slots_until ON slots (until_ms);",
 ];
 
 /// How long a statement waits for another process's write lock before failing.
@@ -533,6 +541,67 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(updated > 0)
+        })
+        .await
+    }
+
+    async fn hold_slot(
+        &self,
+        name: &str,
+        holder: &str,
+        limit: u32,
+        until_ms: i64,
+    ) -> StoreResult<bool> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let now = super::now_ms();
+        self.run(move |conn| {
+            // Like `count_hit`: a place lives seconds and is renewed; no fsync needed.
+            conn.pragma_update(None, "synchronous", "OFF")
+                .map_err(backend)?;
+            let held = (|| -> rusqlite::Result<bool> {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                tx.execute(
+                    "DELETE FROM slots WHERE name = ?1 AND until_ms <= ?2",
+                    params![name, now],
+                )?;
+                let mine: bool = tx.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM slots WHERE name = ?1 AND holder = ?2)",
+                    params![name, holder],
+                    |row| row.get(0),
+                )?;
+                let taken: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM slots WHERE name = ?1",
+                    [&name],
+                    |row| row.get(0),
+                )?;
+                if !mine && taken >= i64::from(limit) {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO slots (name, holder, until_ms) VALUES (?1, ?2, ?3)
+                    ON CONFLICT (name, holder) DO UPDATE SET until_ms = excluded.until_ms",
+                    params![name, holder, until_ms],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })();
+            let restored = conn.pragma_update(None, "synchronous", "FULL");
+            let held = held.map_err(backend)?;
+            restored.map_err(backend)?;
+            Ok(held)
+        })
+        .await
+    }
+
+    async fn free_slot(&self, name: &str, holder: &str) -> StoreResult<()> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.run(move |conn| {
+            conn.execute(
+                "DELETE FROM slots WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )
+            .map(drop)
+            .map_err(backend)
         })
         .await
     }

@@ -105,6 +105,7 @@ pub(crate) async fn run(store: &dyn Store) {
     keys(store).await;
     key_limits(store).await;
     hits(store).await;
+    slots(store).await;
     usage(store).await;
     settings(store).await;
     cache(store).await;
@@ -407,6 +408,36 @@ async fn key_limits(store: &dyn Store) {
     );
     for id in ["key-1", "key-2"] {
         assert!(store.delete_key(id).await.unwrap());
+    }
+}
+
+/// Places are held up to the limit, renewed by their holder whatever the count, freed, and
+/// freed by themselves once their time has passed.
+async fn slots(store: &dyn Store) {
+    let later = super::now_ms() + 60_000;
+    assert!(store.hold_slot("conc:k", "a", 2, later).await.unwrap());
+    assert!(store.hold_slot("conc:k", "b", 2, later).await.unwrap());
+    assert!(!store.hold_slot("conc:k", "c", 2, later).await.unwrap());
+    assert!(store.hold_slot("conc:other", "c", 2, later).await.unwrap());
+    // A renewal is not a new place.
+    assert!(store.hold_slot("conc:k", "a", 2, later + 1).await.unwrap());
+    store.free_slot("conc:k", "a").await.unwrap();
+    store.free_slot("conc:k", "nobody").await.unwrap();
+    assert!(store.hold_slot("conc:k", "c", 2, later).await.unwrap());
+    assert!(!store.hold_slot("conc:k", "d", 2, later).await.unwrap());
+    // A place whose holder stopped renewing it (a replica gone) frees itself.
+    let soon = super::now_ms() + 50;
+    assert!(store.hold_slot("conc:x", "gone", 1, soon).await.unwrap());
+    assert!(!store.hold_slot("conc:x", "next", 1, later).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(120)).await;
+    assert!(store.hold_slot("conc:x", "next", 1, later).await.unwrap());
+    for (name, holder) in [
+        ("conc:k", "b"),
+        ("conc:k", "c"),
+        ("conc:other", "c"),
+        ("conc:x", "next"),
+    ] {
+        store.free_slot(name, holder).await.unwrap();
     }
 }
 

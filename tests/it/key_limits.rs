@@ -427,3 +427,82 @@ async fn two_replicas_on_one_redis_share_the_requests_per_minute() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_the_requests_in_flight() {
+    let Some(redis) = common::redis_server::shared() else {
+        return;
+    };
+    let fake = common::fake_qwen::FakeQwen::start().await;
+    let cookies = format!("token={}", fake.add_token("acct1"));
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let vars = [
+        ("DATA_SAVE_MODE", "redis"),
+        ("REDIS_URL", redis.url.as_str()),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("STATUS_SYNC_SECONDS", "0.2"),
+        ("ADMIN_KEY", ADMIN),
+        ("QWEN_COOKIES", cookies.as_str()),
+    ];
+    let a = TestApp::spawn_with(fake.clone(), &vars).await;
+    let b = TestApp::spawn_with(fake.clone(), &vars).await;
+    let (id, key) = key_with(&a, "one-in-flight", json!({"concurrentRequests": 1})).await;
+    assert!(
+        common::eventually(Duration::from_secs(2), || b
+            .state
+            .keys()
+            .limits(&id)
+            .is_some())
+        .await,
+        "the key reaches the other replica"
+    );
+    fake.push_completion(
+        None,
+        Reply::sse(qwen_sse::fast_answer(&["slow"])).first_delay(Duration::from_millis(800)),
+    );
+    let slow = {
+        let (http, url, key) = (a.http.clone(), a.url("/v1/chat/completions"), key.clone());
+        tokio::spawn(async move {
+            let resp = http
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat_body(MODEL))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        })
+    };
+    assert!(common::eventually(Duration::from_secs(2), || fake.completions().len() == 1).await);
+    // The request in flight on replica a holds the key's one place for replica b too.
+    let (status, ..) = refused(
+        chat(&b, &key, MODEL).await,
+        "rate_limit_error",
+        "concurrent_requests_exceeded",
+    )
+    .await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        (
+            a.state.limiter().in_flight(&id),
+            b.state.limiter().in_flight(&id)
+        ),
+        (1, 0)
+    );
+    assert_eq!(slow.await.unwrap(), 200);
+    // Once it has ended, replica b gets the place (freed in Redis a moment after the answer).
+    let mut served = 0;
+    for _ in 0..40 {
+        let status = chat(&b, &key, MODEL).await.status();
+        if status == 200 {
+            served += 1;
+            break;
+        }
+        assert_eq!(status, 429);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(served, 1);
+    assert_eq!(fake.completions().len(), 2);
+    a.stop().await;
+    b.stop().await;
+}
