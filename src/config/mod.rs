@@ -392,7 +392,7 @@ fn upstream(src: &dyn Vars) -> Result<UpstreamConfig, ConfigError> {
         user_agent: src
             .get("QWEN_USER_AGENT")
             .unwrap_or_else(|| DEFAULT_USER_AGENT.to_owned()),
-        extra_headers: extra_headers(src)?,
+        extra_headers: header_overrides(src, "QWEN_EXTRA_HEADERS", r#"{"bx-ua":"…","bx-v":null}"#)?,
         send_auth_header: bool_or(src, "QWEN_SEND_AUTH_HEADER", true)?,
         proxy,
         connect_timeout: positive_seconds_or(src, "UPSTREAM_CONNECT_TIMEOUT_SECONDS", 10.0)?,
@@ -406,26 +406,34 @@ fn upstream(src: &dyn Vars) -> Result<UpstreamConfig, ConfigError> {
     })
 }
 
-fn extra_headers(src: &dyn Vars) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
-    const VAR: &str = "QWEN_EXTRA_HEADERS";
-    const FORM: &str =
-        r#"a JSON object of header names to strings or null, e.g. {"bx-ua":"…","bx-v":null}"#;
-    let Some(raw) = src.get(VAR) else {
+/// A header override variable (`QWEN_EXTRA_HEADERS`, `TONGYI_HEADERS_JSON`): a JSON object of
+/// header names to a value (added or replacing) or null (removed). Values may be credentials
+/// (cookies, bx-ua): the raw value is never echoed in an error, and each value prints as
+/// `Sensitive` in `Debug`. `example` is a sample object for the error message.
+pub(crate) fn header_overrides(
+    src: &dyn Vars,
+    var: &'static str,
+    example: &str,
+) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
+    let form = format!("a JSON object of header names to strings or null, e.g. {example}");
+    let Some(raw) = src.get(var) else {
         return Ok(Vec::new());
     };
-    // Header values may be credentials (cookies, bx-ua), so the raw value is never echoed.
     let map: BTreeMap<String, Option<String>> =
-        serde_json::from_str(&raw).map_err(|_| ConfigError::secret(VAR, FORM))?;
+        serde_json::from_str(&raw).map_err(|_| ConfigError::secret(var, form.clone()))?;
     map.into_iter()
         .map(|(name, value)| {
             let name =
                 HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    ConfigError::secret(VAR, format!("{FORM} (bad header name {name:?})"))
+                    ConfigError::secret(var, format!("{form} (bad header name {name:?})"))
                 })?;
-            let value = value
+            let mut value = value
                 .map(|v| HeaderValue::from_str(&v))
                 .transpose()
-                .map_err(|_| ConfigError::secret(VAR, format!("{FORM} (bad value for {name})")))?;
+                .map_err(|_| ConfigError::secret(var, format!("{form} (bad value for {name})")))?;
+            if let Some(v) = value.as_mut() {
+                v.set_sensitive(true);
+            }
             Ok((name, value))
         })
         .collect()

@@ -2,8 +2,6 @@
 //! and its accounts (`CN_ACCOUNT_<n>_COOKIE` / `CN_ACCOUNT_<n>_XSRF_TOKEN`, `TONGYI_ACCOUNTS`).
 //! Every constant of the site is a setting (docs/upstream.md §13.5).
 
-use std::collections::BTreeMap;
-
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
@@ -78,40 +76,15 @@ pub fn tongyi(src: &dyn Vars) -> Result<TongyiConfig, ConfigError> {
         user_agent: src
             .get("TONGYI_USER_AGENT")
             .unwrap_or_else(|| DEFAULT_USER_AGENT.to_owned()),
-        headers: headers(src)?,
+        headers: super::header_overrides(
+            src,
+            "TONGYI_HEADERS_JSON",
+            r#"{"x-platform":"pc_tongyi"}"#,
+        )?,
         body: body(src)?,
         models: super::parse::list(&models),
         models_configured,
     })
-}
-
-fn headers(src: &dyn Vars) -> Result<Vec<(HeaderName, Option<HeaderValue>)>, ConfigError> {
-    const VAR: &str = "TONGYI_HEADERS_JSON";
-    const FORM: &str =
-        r#"a JSON object of header names to strings or null, e.g. {"x-platform":"pc_tongyi"}"#;
-    let Some(raw) = src.get(VAR) else {
-        return Ok(Vec::new());
-    };
-    // Header values may be credentials (cookies), so the raw value is never echoed.
-    let map: BTreeMap<String, Option<String>> =
-        serde_json::from_str(&raw).map_err(|_| ConfigError::secret(VAR, FORM))?;
-    map.into_iter()
-        .map(|(name, value)| {
-            let name =
-                HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(|_| {
-                    ConfigError::secret(VAR, format!("{FORM} (bad header name {name:?})"))
-                })?;
-            let mut value = value
-                .map(|v| HeaderValue::from_str(&v))
-                .transpose()
-                .map_err(|_| ConfigError::secret(VAR, format!("{FORM} (bad value for {name})")))?;
-            // An override may carry a credential: it prints as `Sensitive` in `Debug`.
-            if let Some(v) = value.as_mut() {
-                v.set_sensitive(true);
-            }
-            Ok((name, value))
-        })
-        .collect()
 }
 
 fn body(src: &dyn Vars) -> Result<Map<String, Value>, ConfigError> {
