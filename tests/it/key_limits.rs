@@ -382,11 +382,15 @@ async fn bad_limits_are_refused_and_name_the_field() {
     assert_eq!(status, 403, "only the admin key edits limits");
 }
 
-#[tokio::test]
-async fn two_replicas_on_one_redis_share_the_requests_per_minute() {
-    let Some(redis) = common::redis_server::shared() else {
-        return;
-    };
+/// Two replicas on one Redis (a fresh key prefix) with one account, or `None` when there is
+/// no redis-server (outside CI). The server lives as long as the first item is held.
+async fn two_replicas() -> Option<(
+    std::sync::Arc<common::redis_server::RedisServer>,
+    common::fake_qwen::FakeQwen,
+    TestApp,
+    TestApp,
+)> {
+    let redis = common::redis_server::shared()?;
     let fake = common::fake_qwen::FakeQwen::start().await;
     let cookies = format!("token={}", fake.add_token("acct1"));
     let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
@@ -400,6 +404,14 @@ async fn two_replicas_on_one_redis_share_the_requests_per_minute() {
     ];
     let a = TestApp::spawn_with(fake.clone(), &vars).await;
     let b = TestApp::spawn_with(fake.clone(), &vars).await;
+    Some((redis, fake, a, b))
+}
+
+#[tokio::test]
+async fn two_replicas_on_one_redis_share_the_requests_per_minute() {
+    let Some((_redis, fake, a, b)) = two_replicas().await else {
+        return;
+    };
     let (id, key) = key_with(&a, "shared", json!({"requestsPerMinute": 3})).await;
     assert!(
         common::eventually(Duration::from_secs(2), || b
@@ -430,22 +442,9 @@ async fn two_replicas_on_one_redis_share_the_requests_per_minute() {
 
 #[tokio::test]
 async fn two_replicas_on_one_redis_share_the_requests_in_flight() {
-    let Some(redis) = common::redis_server::shared() else {
+    let Some((_redis, fake, a, b)) = two_replicas().await else {
         return;
     };
-    let fake = common::fake_qwen::FakeQwen::start().await;
-    let cookies = format!("token={}", fake.add_token("acct1"));
-    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
-    let vars = [
-        ("DATA_SAVE_MODE", "redis"),
-        ("REDIS_URL", redis.url.as_str()),
-        ("REDIS_KEY_PREFIX", prefix.as_str()),
-        ("STATUS_SYNC_SECONDS", "0.2"),
-        ("ADMIN_KEY", ADMIN),
-        ("QWEN_COOKIES", cookies.as_str()),
-    ];
-    let a = TestApp::spawn_with(fake.clone(), &vars).await;
-    let b = TestApp::spawn_with(fake.clone(), &vars).await;
     let (id, key) = key_with(&a, "one-in-flight", json!({"concurrentRequests": 1})).await;
     assert!(
         common::eventually(Duration::from_secs(2), || b
